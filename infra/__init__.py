@@ -1,0 +1,1 @@
+"""Where compute comes from (providers) and how a machine is reached (transports)."""

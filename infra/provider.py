@@ -1,0 +1,122 @@
+"""The Provider contract and the frozen values that cross it.
+
+A provider turns a ``MachineRequest`` (built by the plan) into a ``Machine`` and back into
+nothing. ``prepare`` is the dry half of ``acquire`` (TorchX): ``plan`` prints exactly what
+``acquire`` will send.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from ami.spec import ImageSpec
+from infra.transport.base import Transport
+
+SpotMode = Literal["no", "preferred", "required"]
+
+
+@dataclass(frozen=True)
+class MachineRequest:
+    """What the plan wants of one machine; ``name`` is the machine class or host alias."""
+
+    run_id: str
+    name: str
+    instance_types: tuple[str, ...] = ()
+    image: ImageSpec | None = None
+    spot: SpotMode = "no"
+    gpus: int = 0
+    deadline: datetime | None = None
+    tags: Mapping[str, str] = field(default_factory=dict)
+    region: str | None = None
+
+
+@dataclass(frozen=True)
+class ApiCall:
+    """One call ``acquire`` will make, e.g. ``ApiCall("ec2.run_instances", {...})``."""
+
+    name: str
+    kwargs: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class LaunchRequest:
+    """The exact request ``acquire`` sends; what ``plan`` and ``run --dry-run`` print."""
+
+    provider: str
+    request: MachineRequest
+    calls: tuple[ApiCall, ...] = ()
+    hourly_usd: float = 0.0
+    summary: str = ""
+
+    def render(self) -> str:
+        """A JSON-ish view for humans and ``--json``; secrets never appear in ``calls``."""
+        return json.dumps(
+            {
+                "provider": self.provider,
+                "machine": self.request.name,
+                "instance_types": list(self.request.instance_types),
+                "hourly_usd": self.hourly_usd,
+                "calls": [{"call": c.name, "kwargs": c.kwargs} for c in self.calls],
+            },
+            indent=2,
+            default=str,
+        )
+
+
+@dataclass(frozen=True)
+class Address:
+    """How to reach a remote machine over SSH, with the host key pinned."""
+
+    host: str
+    port: int = 22
+    user: str = "ubuntu"
+    key_path: str | None = None
+    host_key: str | None = None  # "ssh-ed25519 AAAA..." pinned; or None with known_hosts
+    known_hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class Machine:
+    """A machine we hold; ``id`` is provider-unique and never reused."""
+
+    id: str
+    provider: str
+    name: str
+    address: Address | None
+    gpus: int
+    cpus: int
+    hourly_usd: float
+    started_at: datetime
+    tags: Mapping[str, str] = field(default_factory=dict)
+    instance_type: str = ""
+
+
+@runtime_checkable
+class Provider(Protocol):
+    """Where machines come from.
+
+    Contract:
+      1. ``prepare`` has no side effects and needs no credentials for local/ssh.
+      2. ``acquire`` blocks until the machine is reachable; the same ``token`` never makes a
+         second machine; on any failure after creation it releases what it made, then raises
+         ``CapacityError``, ``QuotaError``, ``CredentialsError`` or ``LaunchTimeout``.
+      3. ``release`` is idempotent: an unknown or gone id returns silently.
+      4. ``owned`` lists every machine carrying our tags (for status, down, gc).
+      5. ``connect`` returns a ``Transport``: the engine never branches on provider type.
+    """
+
+    name: str
+
+    def prepare(self, req: MachineRequest) -> LaunchRequest: ...
+
+    def acquire(self, launch: LaunchRequest, *, token: str) -> Machine: ...
+
+    def release(self, machine_id: str) -> None: ...
+
+    def owned(self, *, run_id: str | None = None) -> list[Machine]: ...
+
+    def connect(self, machine: Machine) -> Transport: ...

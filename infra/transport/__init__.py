@@ -1,0 +1,1 @@
+"""Transports: how a machine is reached (run, sync, start detached, poll, fetch)."""
