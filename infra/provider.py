@@ -93,6 +93,9 @@ class Machine:
     started_at: datetime
     tags: Mapping[str, str] = field(default_factory=dict)
     instance_type: str = ""
+    python: str = "python3"  # the interpreter that has the trainers' frameworks on this machine
+    # Where runs' code and outputs live on the machine; relative paths are from the login home.
+    workspace_root: str = "orchestrate"
 
 
 @runtime_checkable

@@ -1,0 +1,193 @@
+"""LocalTransport: this machine reached through subprocesses, behind the same contract as SSH.
+
+Local is real (STYLE rule 9): the engine runs the same path here as on a remote host, with the
+same detached wrapper (``infra.transport.jobs``), so a local run exercises start/poll/stop/fetch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from fnmatch import fnmatch
+from pathlib import Path
+
+from infra.errors import CommandFailed, TransportError
+from infra.transport.base import Job, JobStatus, Result, SyncStats
+from infra.transport.jobs import launch_command, wrapper_script
+
+_PID_WAIT_S = 10.0
+
+
+class LocalTransport:
+    """Runs commands on this machine; paths are plain local paths."""
+
+    def run(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float | None = None,
+        check: bool = True,
+    ) -> Result:
+        t0 = time.monotonic()
+        full_env = {**os.environ, **(env or {})}
+        # A new session so a timeout can kill everything the command spawned, not only itself.
+        proc = subprocess.Popen(
+            list(argv),
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+        try:
+            out, err = proc.communicate(timeout=timeout_s)
+            code = proc.returncode
+        except subprocess.TimeoutExpired:
+            _kill_group(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+            code = 124
+            err += f"\n[orchestrate] timed out after {timeout_s}s; process group killed"
+        result = Result(tuple(argv), code, out, err, time.monotonic() - t0)
+        if check and not result.ok:
+            raise CommandFailed(result)
+        return result
+
+    def put_tree(self, local: Path, remote: str, *, exclude: Sequence[str] = ()) -> SyncStats:
+        return _mirror(Path(local), Path(remote), exclude)
+
+    def get_tree(self, remote: str, local: Path) -> SyncStats:
+        src = Path(remote)
+        if not src.exists():
+            return SyncStats(0, 0, 0, 0, 0.0)
+        return _mirror(src, Path(local), (), delete=False)
+
+    def start(
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log: str,
+        cwd: str | None = None,
+    ) -> Job:
+        job_dir = f"{log}.job"
+        Path(log).parent.mkdir(parents=True, exist_ok=True)
+        script = wrapper_script(argv, env=env, job_dir=job_dir, log=log, cwd=cwd)
+        subprocess.run(["sh", "-c", launch_command(script, job_dir=job_dir)], check=True)
+        pid_file = Path(job_dir) / "pid"
+        deadline = time.monotonic() + _PID_WAIT_S
+        while not pid_file.exists():
+            if time.monotonic() > deadline:
+                raise TransportError(f"job did not start within {_PID_WAIT_S}s: {shlex.join(argv)}")
+            time.sleep(0.01)
+        pid = int(pid_file.read_text().strip())
+        return Job(id=Path(log).stem, pid=pid, job_dir=job_dir, log=log)
+
+    def poll(self, job: Job, *, log_offset: int = 0) -> JobStatus:
+        job_dir = Path(job.job_dir)
+        code_file = job_dir / "exit_code"
+        exit_code = int(code_file.read_text().strip()) if code_file.exists() else None
+        running = exit_code is None and _alive(job.pid)
+        chunk, offset = _read_from(Path(job.log), log_offset)
+        beat = job_dir / "heartbeat"
+        age = time.time() - beat.stat().st_mtime if beat.exists() else None
+        return JobStatus(running, exit_code, chunk, offset, age)
+
+    def stop(self, job: Job, *, grace_s: float = 10.0) -> None:
+        if not _alive(job.pid):
+            return
+        _kill_group(job.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace_s
+        while _alive(job.pid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        _kill_group(job.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        return None
+
+    def __enter__(self) -> LocalTransport:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _kill_group(pid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie.
+
+    The detached wrapper is re-parented to PID 1, which in a container may never reap it, so
+    ``kill(pid, 0)`` alone would report a finished job as running forever.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    state = stat.rsplit(")", 1)[-1].split()[0]
+    return state not in ("Z", "X")
+
+
+def _read_from(path: Path, offset: int) -> tuple[str, int]:
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(offset)
+            data = fh.read()
+    except FileNotFoundError:
+        return "", offset
+    return data.decode("utf-8", errors="replace"), offset + len(data)
+
+
+def _excluded(rel: str, exclude: Sequence[str]) -> bool:
+    return any(fnmatch(rel, pat) or fnmatch(Path(rel).name, pat) for pat in exclude)
+
+
+def _same(a: Path, b: Path) -> bool:
+    sa, sb = a.stat(), b.stat()
+    if sa.st_size != sb.st_size:
+        return False
+    if sa.st_mtime_ns == sb.st_mtime_ns:
+        return True  # copy2 keeps mtimes, so an unchanged copy is found without reading it
+    return a.read_bytes() == b.read_bytes()
+
+
+def _mirror(src: Path, dst: Path, exclude: Sequence[str], *, delete: bool = True) -> SyncStats:
+    """Copy what differs from ``src`` to ``dst``; with ``delete``, remove what ``src`` lacks."""
+    t0 = time.monotonic()
+    total = sent = deleted = nbytes = 0
+    wanted: set[str] = set()
+    for path in sorted(src.rglob("*")):
+        rel = path.relative_to(src).as_posix()
+        if _excluded(rel, exclude) or "__pycache__" in path.parts or not path.is_file():
+            continue
+        total += 1
+        wanted.add(rel)
+        target = dst / rel
+        if target.exists() and _same(path, target):
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, target)
+        sent += 1
+        nbytes += path.stat().st_size
+    if delete and dst.exists():
+        for path in sorted(dst.rglob("*"), reverse=True):
+            rel = path.relative_to(dst).as_posix()
+            if path.is_file() and rel not in wanted and not _excluded(rel, exclude):
+                path.unlink()
+                deleted += 1
+    return SyncStats(total, sent, deleted, nbytes, time.monotonic() - t0)

@@ -1,0 +1,360 @@
+"""Execute a Plan: acquire -> bootstrap -> sync -> start/poll -> fetch -> release.
+
+Machines are worked in parallel (a thread each), tasks on one machine in its slots, at most
+one GPU task per GPU. Every machine acquired is released in ``finally``, whatever happened;
+every external act is journalled first. Cancellation (Ctrl-C, SIGTERM, the cost guard) is an
+``Event`` the workers check between polls: running trainers are stopped, what they wrote is
+fetched, then machines are released.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import OrchestrateError
+from infra.provider import Machine, Provider
+from infra.transport.base import Job, Transport
+from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent, TaskOutput
+from orchestrator.paths import RunPaths, Workspace
+from orchestrator.plan import MachineSlot, Plan, PlannedTask
+from orchestrator.state import TASK_DONE, Journal
+from orchestrator.summary import RunSummary, summarize
+
+_POLL_FIRST_S = 0.01  # start polling fast so short tasks finish without a fixed delay ...
+_POLL_MAX_S = 0.5  # ... and back off so long ones cost little
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    runs_root: Path
+    trainers_src: Path
+    data_dir: str | None = None
+    stop_grace_s: float = 10.0
+    poll_max_s: float = _POLL_MAX_S
+    task_timeout_s: float | None = None
+
+
+class Engine:
+    """Runs one plan to the end; ``request_stop`` may be called from a signal handler."""
+
+    def __init__(
+        self,
+        *,
+        provider: Provider,
+        journal: Journal,
+        reporter: Reporter,
+        config: EngineConfig,
+        spend_check: Callable[[], str | None] | None = None,
+    ) -> None:
+        self.provider = provider
+        self.journal = journal
+        self.reporter = reporter
+        self.config = config
+        self.spend_check = spend_check
+        self._cancel = threading.Event()
+        self.stop_reason: str | None = None
+        self._lock = threading.Lock()
+        self._queue: list[PlannedTask] = []
+        self._gpus_busy: dict[str, int] = {}
+        self._dead: dict[str, str] = {}
+        self._failed = False
+
+    # ------------------------------------------------------------------ control
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next poll: trainers stopped, results fetched, machines released."""
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        self._cancel.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._cancel.is_set()
+
+    # ------------------------------------------------------------------ run
+    def run(self, plan: Plan, *, resume: bool = False) -> RunSummary:
+        run_id = plan.run_id
+        paths = RunPaths(self.config.runs_root / run_id)
+        paths.root.mkdir(parents=True, exist_ok=True)
+        if Path(plan.spec_path).is_file():
+            shutil.copyfile(plan.spec_path, paths.experiment_copy)
+        if resume and self.journal.run(run_id) is not None:
+            self.journal.set_run_status(run_id, "running")
+        else:
+            self.journal.create_run(
+                run_id,
+                name=plan.experiment.name,
+                spec_path=str(Path(plan.spec_path).resolve()),
+                provider=plan.provider,
+                runs_dir=str(self.config.runs_root.resolve()),
+            )
+        done = {t.task_id for t in self.journal.tasks(run_id) if t.status == TASK_DONE}
+        initial: list[tuple[str, str, str]] = []
+        for pt in plan.tasks:
+            task = pt.task
+            machine = pt.machines[0] if pt.machines else "-"
+            status = "done" if task.id in done else ("skipped" if pt.skip_reason else "pending")
+            self.journal.add_task(
+                run_id,
+                task.id,
+                machine=machine,
+                trainer=task.trainer,
+                device=task.device,
+                params=task.params,
+                status=status,
+                detail=pt.skip_reason,
+            )
+            initial.append((task.id, machine, status))
+            if status == "pending":
+                self._queue.append(pt)
+        self.reporter.event(RunStarted(run_id, str(paths.root), tuple(initial)))
+        for tid, _, status in initial:
+            if status != "pending":
+                detail = "finished in an earlier attempt" if status == "done" else ""
+                pt_reason = next((p.skip_reason for p in plan.tasks if p.task.id == tid), None)
+                self.reporter.event(TaskEvent(tid, status, pt_reason or detail))
+
+        workers = [
+            threading.Thread(
+                target=self._machine_worker, args=(plan, slot, paths), name=f"machine-{slot.name}"
+            )
+            for slot in plan.machines
+            if any(slot.name in pt.machines for pt in self._queue)
+        ]
+        for w in workers:
+            w.start()
+        try:
+            while any(w.is_alive() for w in workers):
+                for w in workers:
+                    w.join(timeout=0.1)
+                if self.spend_check is not None and not self.stopping:
+                    reason = self.spend_check()
+                    if reason:
+                        self.request_stop(f"capped: {reason}")
+        finally:
+            # An exception here (a second Ctrl-C) must still let every worker clean up.
+            if any(w.is_alive() for w in workers):
+                self.request_stop(self.stop_reason or "interrupted")
+            for w in workers:
+                while w.is_alive():
+                    w.join(timeout=0.5)
+
+        for pt in self._queue:  # tasks no machine could take
+            reason = "; ".join(f"{m}: {self._dead[m]}" for m in pt.machines if m in self._dead)
+            if self.stopping:
+                continue
+            self._fail(run_id, pt.task.id, reason or "no machine could run it")
+        status = self._final_status()
+        self.journal.set_run_status(run_id, status, self.stop_reason)
+        self.reporter.event(RunEnded(run_id, status))
+        summary = summarize(self.journal, run_id)
+        paths.summary_json.write_text(json.dumps(summary.to_json(), indent=2))
+        return summary
+
+    def _final_status(self) -> str:
+        if self.stop_reason and self.stop_reason.startswith("capped"):
+            return "capped"
+        if self.stop_reason:
+            return "interrupted"
+        return "failed" if self._failed else "done"
+
+    def _fail(self, run_id: str, task_id: str, reason: str) -> None:
+        self._failed = True
+        self.journal.task_ended(
+            run_id, task_id, status="failed", exit_code=None, wall_s=None, detail=reason
+        )
+        self.reporter.event(TaskEvent(task_id, "failed", reason))
+
+    # ------------------------------------------------------------------ machines
+    def _machine_worker(self, plan: Plan, slot: MachineSlot, paths: RunPaths) -> None:
+        run_id = plan.run_id
+        token = self.journal.machine_requested(run_id, slot.name, self.provider.name)
+        self.reporter.event(MachineEvent(slot.name, "requested", slot.launch.summary))
+        machine: Machine | None = None
+        transport: Transport | None = None
+        try:
+            if self.stopping:
+                return
+            machine = self.provider.acquire(slot.launch, token=f"{run_id}-{token}")
+            self.journal.machine_acquired(
+                token,
+                machine.id,
+                instance_type=machine.instance_type,
+                hourly_usd=machine.hourly_usd,
+            )
+            self.reporter.event(MachineEvent(slot.name, "acquired", machine.id))
+            transport = self.provider.connect(machine)
+            ws = Workspace(f"{machine.workspace_root}/{run_id}")
+            transport.run(["mkdir", "-p", ws.code, f"{ws.root}/out", f"{ws.root}/logs"])
+            transport.put_tree(
+                self.config.trainers_src, f"{ws.code}/trainers", exclude=("__pycache__", "*.pyc")
+            )
+            self.reporter.event(MachineEvent(slot.name, "bootstrapped", ws.root))
+            self._gpus_busy[slot.name] = 0
+            slots = [
+                threading.Thread(
+                    target=self._slot_loop,
+                    args=(plan, slot, machine, transport, ws, paths),
+                    name=f"{slot.name}-slot{i}",
+                )
+                for i in range(max(slot.slots, 1))
+            ]
+            for s in slots:
+                s.start()
+            for s in slots:
+                s.join()
+        except OrchestrateError as exc:
+            with self._lock:
+                self._dead[slot.name] = str(exc).splitlines()[0]
+            self.journal.machine_status(token, "failed", str(exc))
+            self.reporter.event(MachineEvent(slot.name, "failed", str(exc)))
+        finally:
+            if transport is not None:
+                transport.close()
+            if machine is not None:
+                self.provider.release(machine.id)
+                self.journal.machine_status(token, "released")
+                self.reporter.event(MachineEvent(slot.name, "released", machine.id))
+            elif slot.name not in self._dead:
+                self.journal.machine_status(token, "released", "never acquired")
+
+    def _next_task(self, slot: MachineSlot) -> PlannedTask | None:
+        """The next queued task this machine may run now; None when none is left for it."""
+        while not self.stopping:
+            with self._lock:
+                waiting = False
+                for i, pt in enumerate(self._queue):
+                    if slot.name not in pt.machines:
+                        continue
+                    if pt.task.device == "gpu":
+                        if self._gpus_busy[slot.name] >= max(slot.gpus, 0):
+                            waiting = True
+                            continue
+                        self._gpus_busy[slot.name] += 1
+                    return self._queue.pop(i)
+                if not waiting:
+                    return None
+            time.sleep(0.05)
+        return None
+
+    def _slot_loop(
+        self,
+        plan: Plan,
+        slot: MachineSlot,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+    ) -> None:
+        while True:
+            pt = self._next_task(slot)
+            if pt is None:
+                return
+            try:
+                self._run_task(plan, pt, machine, transport, ws, paths)
+            except OrchestrateError as exc:
+                self._fail(plan.run_id, pt.task.id, str(exc).splitlines()[0])
+            finally:
+                if pt.task.device == "gpu":
+                    with self._lock:
+                        self._gpus_busy[slot.name] -= 1
+
+    # ------------------------------------------------------------------ tasks
+    def _run_task(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+    ) -> None:
+        run_id, task = plan.run_id, pt.task
+        out, log = ws.out(task.id), ws.log(task.id)
+        argv = task.argv(python=machine.python, out=out, data_dir=self.config.data_dir)
+        if task.trainer == "mnist":
+            argv += ["--checkpoint-dir", ws.checkpoints(task.id)]
+        env = {
+            "PYTHONPATH": ws.code,
+            "PYTHONUNBUFFERED": "1",
+            "ORCHESTRATE_RUN": run_id,
+            "ORCHESTRATE_TASK": task.id,
+            "ORCHESTRATE_OUT": out,
+        }
+        if task.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""  # a cpu variant on a GPU machine sees no GPU
+        for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
+            if key in os.environ and machine.provider == "local":
+                env[key] = os.environ[key]
+        transport.run(["mkdir", "-p", out])
+        local_dir = paths.task_dir(task.id)
+        local_dir.mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        job = transport.start(argv, env=env, log=log, cwd=ws.code)
+        self.journal.task_started(
+            run_id,
+            task.id,
+            {"pid": job.pid, "job_dir": job.job_dir, "log": job.log, "machine_id": machine.id},
+        )
+        self.reporter.event(TaskEvent(task.id, "running", machine.name))
+        exit_code, stopped, timed_out = self._follow(
+            transport, job, paths.task_log(task.id), task.id, t0
+        )
+        wall = time.monotonic() - t0
+        transport.get_tree(out, local_dir)
+        if stopped:
+            status, detail = "stopped", self.stop_reason or "stopped"
+        elif timed_out:
+            status, detail = "failed", f"timed out after {self.config.task_timeout_s:.0f}s"
+        elif exit_code == 0:
+            status, detail = "done", None
+        else:
+            status = "failed"
+            detail = f"exit {exit_code}: {_last_line(paths.task_log(task.id))}"
+        if status == "failed":
+            self._failed = True
+        self.journal.task_ended(
+            run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail
+        )
+        self.reporter.event(TaskEvent(task.id, status, detail or f"{wall:.1f}s"))
+
+    def _follow(
+        self, transport: Transport, job: Job, local_log: Path, task_id: str, t0: float
+    ) -> tuple[int | None, bool, bool]:
+        """Stream the job's log until it ends; returns (exit code, stopped, timed out)."""
+        offset, delay = 0, _POLL_FIRST_S
+        timeout = self.config.task_timeout_s
+        with open(local_log, "a", encoding="utf-8") as fh:
+            while True:
+                status = transport.poll(job, log_offset=offset)
+                offset = status.log_offset
+                if status.log_chunk:
+                    fh.write(status.log_chunk)
+                    fh.flush()
+                    self.reporter.event(TaskOutput(task_id, status.log_chunk))
+                if status.finished:
+                    return status.exit_code, False, False
+                over_time = timeout is not None and time.monotonic() - t0 > timeout
+                if self.stopping or over_time:
+                    transport.stop(job, grace_s=self.config.stop_grace_s)
+                    final = transport.poll(job, log_offset=offset)
+                    if final.log_chunk:
+                        fh.write(final.log_chunk)
+                        self.reporter.event(TaskOutput(task_id, final.log_chunk))
+                    return final.exit_code, self.stopping, over_time and not self.stopping
+                time.sleep(delay)
+                delay = min(delay * 1.5, self.config.poll_max_s)
+
+
+def _last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""

@@ -1,0 +1,120 @@
+"""Job axes -> tasks, with ids a person can read and that stay the same from run to run.
+
+A task id is ``<trainer>-<framework>[-<optimizer>]-<device>``, followed by the other axes that
+vary inside the job (``-lr0.01``, ``-h300x100``), so ids only grow when the matrix does.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from orchestrator.spec import Experiment, Job
+
+# Axes in id order; the first ones always appear, the rest only when they vary.
+_ALWAYS = ("framework", "optimizer", "device")
+_SHORT = {
+    "epochs": "e",
+    "batch_size": "b",
+    "hidden": "h",
+    "learning_rate": "lr",
+    "momentum": "mu",
+    "decay": "rho",
+    "epsilon": "eps",
+    "components": "k",
+}
+AXES = (*_ALWAYS, *_SHORT)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One trainer invocation: what to run, and its parameters."""
+
+    id: str
+    job_index: int
+    trainer: str
+    framework: str
+    device: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def argv(self, *, python: str, out: str, data_dir: str | None) -> list[str]:
+        """The trainer command line of ARCHITECTURE.md's process contract."""
+        argv = [python, "-m", f"trainers.{self.trainer}"]
+        argv += ["--framework", self.framework, "--device", self.device, "--out", out]
+        for key, value in self.params.items():
+            flag = "--" + key.replace("_", "-")
+            if key == "hidden":
+                for size in value:
+                    argv += ["--hidden", str(size)]
+            elif value is not None:
+                argv += [flag, str(value)]
+        if data_dir:
+            argv += ["--data-dir", data_dir]
+        return argv
+
+
+def _fmt(axis: str, value: Any) -> str:
+    if axis == "hidden":
+        return "h" + "x".join(str(v) for v in value)
+    return f"{_SHORT[axis]}{value:g}" if isinstance(value, float) else f"{_SHORT[axis]}{value}"
+
+
+def expand_job(job: Job, index: int) -> list[Task]:
+    """The cross product of one job's list-valued fields, in file order."""
+    axes: dict[str, list[Any]] = {}
+    for axis in AXES:
+        values = getattr(job, axis)
+        if values is not None:
+            axes[axis] = list(values)
+    names = list(axes)
+    tasks: list[Task] = []
+    for combo in itertools.product(*(axes[n] for n in names)):
+        values = dict(zip(names, combo, strict=True))
+        parts = [job.name or job.trainer, values["framework"]]
+        if "optimizer" in values:
+            parts.append(values["optimizer"])
+        parts.append(values["device"])
+        parts += [_fmt(a, values[a]) for a in _SHORT if a in values and len(axes[a]) > 1]
+        params: dict[str, Any] = {
+            k: v for k, v in values.items() if k not in ("framework", "device")
+        }
+        for scalar in ("tol", "max_iter", "normalisation", "subset"):
+            value = getattr(job, scalar)
+            if value is not None:
+                params[scalar] = value
+        if job.trainer == "mnist":
+            params["seed"] = job.seed
+        tasks.append(
+            Task(
+                id="-".join(str(p) for p in parts),
+                job_index=index,
+                trainer=job.trainer,
+                framework=values["framework"],
+                device=values["device"],
+                params=params,
+            )
+        )
+    return tasks
+
+
+def expand(exp: Experiment) -> list[Task]:
+    """Every task of the experiment; duplicate ids are numbered so none is lost."""
+    tasks: list[Task] = []
+    seen: dict[str, int] = {}
+    for i, job in enumerate(exp.jobs):
+        for task in expand_job(job, i):
+            n = seen.get(task.id, 0)
+            seen[task.id] = n + 1
+            if n:
+                task = Task(
+                    f"{task.id}-{n + 1}",
+                    task.job_index,
+                    task.trainer,
+                    task.framework,
+                    task.device,
+                    task.params,
+                )
+            tasks.append(task)
+    return tasks

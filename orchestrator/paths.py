@@ -1,0 +1,71 @@
+"""Every file a run and a task produce, named in one place (submitit's ``JobPaths``)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+STATE_ENV = "ORCHESTRATE_STATE_DIR"
+
+
+def default_state_dir() -> Path:
+    """``$ORCHESTRATE_STATE_DIR``, else ``$XDG_STATE_HOME/orchestrate``, else ~/.local/state."""
+    if os.environ.get(STATE_ENV):
+        return Path(os.environ[STATE_ENV])
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "orchestrate"
+
+
+@dataclass(frozen=True)
+class RunPaths:
+    """``runs/<run-id>/``: the results of one run, as pulled back from its machines."""
+
+    root: Path
+
+    def task_dir(self, task_id: str) -> Path:
+        return self.root / task_id
+
+    def task_log(self, task_id: str) -> Path:
+        return self.root / task_id / "task.log"
+
+    def timing(self, task_id: str) -> Path:
+        return self.root / task_id / "timing.jsonl"
+
+    def metrics(self, task_id: str) -> Path:
+        return self.root / task_id / "metrics.json"
+
+    def manifest(self, task_id: str) -> Path:
+        return self.root / task_id / "manifest.json"
+
+    @property
+    def run_log(self) -> Path:
+        return self.root / "run.log"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.root / "summary.json"
+
+    @property
+    def experiment_copy(self) -> Path:
+        return self.root / "experiment.yaml"
+
+
+@dataclass(frozen=True)
+class Workspace:
+    """The layout of a run on a machine: code shipped in, outputs and logs per task."""
+
+    root: str
+
+    @property
+    def code(self) -> str:
+        return f"{self.root}/code"
+
+    def out(self, task_id: str) -> str:
+        return f"{self.root}/out/{task_id}"
+
+    def log(self, task_id: str) -> str:
+        return f"{self.root}/logs/{task_id}.log"
+
+    def checkpoints(self, task_id: str) -> str:
+        return f"{self.root}/ckpt/{task_id}"

@@ -1,0 +1,182 @@
+"""Experiment -> Plan: which tasks run where, what will be launched, what it should cost.
+
+Pure: no machine is touched and no credential is needed; ``plan`` and ``run --dry-run`` print
+exactly the ``LaunchRequest`` objects ``run`` will send (TorchX's dry-run-first shape).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from infra.provider import LaunchRequest, MachineRequest, Provider
+from orchestrator.errors import BudgetError
+from orchestrator.matrix import Task, expand
+from orchestrator.spec import Experiment
+
+DEFAULT_TASK_MINUTES = 10.0  # a guess for tasks never run before; each figure shows its basis
+BOOT_MINUTES = 5.0  # launch + bootstrap overhead per cloud machine, billed like training
+
+
+@dataclass(frozen=True)
+class MachineSlot:
+    """One machine the run will hold, and how many tasks it runs at once."""
+
+    name: str
+    launch: LaunchRequest
+    slots: int = 1
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class PlannedTask:
+    task: Task
+    machines: tuple[str, ...]  # eligible machines; empty when skipped
+    skip_reason: str | None = None
+    estimate_s: float | None = None
+    estimate_basis: str = "default guess"
+
+
+@dataclass(frozen=True)
+class Plan:
+    experiment: Experiment
+    spec_path: str
+    run_id: str
+    provider: str
+    machines: tuple[MachineSlot, ...]
+    tasks: tuple[PlannedTask, ...]
+    forecast_usd: float
+    forecast_hours: Mapping[str, float] = field(default_factory=dict)
+
+    @property
+    def runnable(self) -> list[PlannedTask]:
+        return [t for t in self.tasks if t.skip_reason is None]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "experiment": self.experiment.name,
+            "provider": self.provider,
+            "forecast_usd": round(self.forecast_usd, 4),
+            "budget_usd": self.experiment.budget.max_usd,
+            "machines": [
+                {
+                    "name": m.name,
+                    "slots": m.slots,
+                    "gpus": m.gpus,
+                    "hourly_usd": m.launch.hourly_usd,
+                    "expected_hours": round(self.forecast_hours.get(m.name, 0.0), 4),
+                    "summary": m.launch.summary,
+                    "calls": [{"call": c.name, "kwargs": c.kwargs} for c in m.launch.calls],
+                }
+                for m in self.machines
+            ],
+            "tasks": [
+                {
+                    "id": t.task.id,
+                    "trainer": t.task.trainer,
+                    "framework": t.task.framework,
+                    "device": t.task.device,
+                    "params": dict(t.task.params),
+                    "machines": list(t.machines),
+                    "status": "skipped" if t.skip_reason else "planned",
+                    "skip_reason": t.skip_reason,
+                    "estimate_s": t.estimate_s,
+                    "estimate_basis": t.estimate_basis,
+                }
+                for t in self.tasks
+            ],
+        }
+
+
+@dataclass(frozen=True)
+class MachineOffer:
+    """What placement needs to know of a machine before it exists."""
+
+    request: MachineRequest
+    slots: int
+    gpus: int
+    gpu_reason: str = ""
+
+
+def make_plan(
+    exp: Experiment,
+    *,
+    spec_path: str,
+    run_id: str,
+    provider: Provider,
+    offers: list[MachineOffer],
+    history: Callable[[str, str], list[float]] | None = None,
+    now: datetime,
+    enforce_budget: bool = True,
+) -> Plan:
+    """Place every task on the machines offered and forecast the cost.
+
+    Rules:
+      1. A gpu task goes only to machines with GPUs; with none it is skipped, with the reason.
+      2. ``placement: by-device`` sends cpu tasks to the machine class named ``cpu`` and gpu
+         tasks to ``gpu`` when those classes exist; otherwise any fitting machine takes them.
+      3. ``same-machine`` puts every task on the GPU machine(s) (cpu runs with GPUs hidden).
+      4. Forecast = hourly price x expected hours per machine; over ``budget.max_usd`` raises
+         ``BudgetError`` before anything exists.
+    """
+    tasks = expand(exp)
+    by_name = {o.request.name: o for o in offers}
+    gpu_names = [o.request.name for o in offers if o.gpus > 0]
+    planned: list[PlannedTask] = []
+    for task in tasks:
+        if task.device == "gpu":
+            eligible = gpu_names
+            if exp.placement == "by-device" and "gpu" in by_name:
+                eligible = ["gpu"] if by_name["gpu"].gpus > 0 else []
+        elif exp.placement == "same-machine" and gpu_names:
+            eligible = gpu_names
+        elif exp.placement == "by-device" and "cpu" in by_name:
+            eligible = ["cpu"]
+        else:
+            eligible = [o.request.name for o in offers]
+        reason = None
+        if not eligible:
+            reasons = {o.gpu_reason for o in offers if o.gpu_reason} or {"no machine has a GPU"}
+            reason = "; ".join(sorted(reasons))
+        past = history(task.id, eligible[0]) if history and eligible else []
+        if past:
+            est, basis = statistics.median(past), f"from {len(past)} past run(s)"
+        else:
+            est, basis = DEFAULT_TASK_MINUTES * 60, "default guess"
+        planned.append(PlannedTask(task, tuple(eligible), reason, est, basis))
+
+    # Expected busy time per machine: its share of each task's estimate, over its slots.
+    seconds: dict[str, float] = {o.request.name: 0.0 for o in offers}
+    for pt in planned:
+        if pt.skip_reason is None and pt.estimate_s is not None:
+            share = pt.estimate_s / len(pt.machines)
+            for name in pt.machines:
+                seconds[name] += share / max(by_name[name].slots, 1)
+    used = {name for pt in planned if pt.skip_reason is None for name in pt.machines}
+    slots: list[MachineSlot] = []
+    hours: dict[str, float] = {}
+    forecast = 0.0
+    for offer in offers:
+        if offer.request.name not in used:
+            continue
+        launch = provider.prepare(offer.request)
+        boot = BOOT_MINUTES * 60 if launch.hourly_usd > 0 else 0.0
+        h = (seconds[offer.request.name] + boot) / 3600
+        cap_h = exp.budget.max_hours
+        h = min(h, cap_h)  # the instance deadline stops it there whatever happens
+        hours[offer.request.name] = h
+        forecast += h * launch.hourly_usd
+        slots.append(MachineSlot(offer.request.name, launch, offer.slots, offer.gpus))
+    cap = exp.budget.max_usd
+    if enforce_budget and cap is not None and forecast > cap:
+        raise BudgetError(forecast, cap)
+    return Plan(exp, spec_path, run_id, exp.provider, tuple(slots), tuple(planned), forecast, hours)
+
+
+def deadline_for(exp: Experiment, now: datetime) -> datetime:
+    """The time every machine of a run must be gone by (the budget's ``max_hours``)."""
+    return now + timedelta(hours=exp.budget.max_hours)

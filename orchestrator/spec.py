@@ -1,0 +1,123 @@
+"""The experiment file's schema, as pydantic models (extra keys forbidden, snake_case).
+
+A list where one value is expected makes a matrix axis: ``optimizer: [sgd, adam]`` is two
+tasks. Axis fields are therefore stored as lists even when the file gives one value, so the
+matrix code never has to ask which it got.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+Framework = Literal["tensorflow", "theano"]
+Device = Literal["cpu", "gpu"]
+Optimizer = Literal["gd", "sgd", "minibatch", "momentum", "nesterov", "adagrad", "rmsprop", "adam"]
+Trainer = Literal["mnist", "pca"]
+
+OPTIMIZERS: tuple[str, ...] = (
+    "gd",
+    "sgd",
+    "minibatch",
+    "momentum",
+    "nesterov",
+    "adagrad",
+    "rmsprop",
+    "adam",
+)
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+def _as_layer_lists(value: Any) -> Any:
+    """``hidden: 300`` / ``[300]`` / ``[[300, 100], 800]``: each axis value is a list of layers."""
+    values = value if isinstance(value, list) else [value]
+    return [v if isinstance(v, list) else [v] for v in values]
+
+
+PositiveInt = Annotated[int, Field(gt=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegFloat = Annotated[float, Field(ge=0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Strict):
+    max_usd: PositiveFloat | None = None
+    max_hours: PositiveFloat = 2.0
+
+
+class MachineClass(_Strict):
+    instance_type: str
+    ami: str
+    spot: bool | Literal["required"] = False
+    fallback_types: list[str] = []
+    zones: list[str] = []
+    gpus: Annotated[int, Field(ge=0)] | None = None
+
+
+class Host(_Strict):
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 22
+    user: str
+    key: str
+    gpus: Annotated[int, Field(ge=0)] = 0
+    slots: PositiveInt = 1
+    name: str | None = None
+    host_key: str | None = None
+    known_hosts: str | None = None
+
+
+class Job(_Strict):
+    trainer: Trainer
+    name: str | None = None
+    framework: Annotated[list[Framework], BeforeValidator(_as_list), Field(min_length=1)] = [
+        "tensorflow"
+    ]
+    device: Annotated[list[Device], BeforeValidator(_as_list), Field(min_length=1)] = ["cpu"]
+    optimizer: Annotated[list[Optimizer], BeforeValidator(_as_list), Field(min_length=1)] | None = (
+        None
+    )
+    epochs: Annotated[list[PositiveInt], BeforeValidator(_as_list)] | None = None
+    batch_size: Annotated[list[PositiveInt], BeforeValidator(_as_list)] | None = None
+    hidden: Annotated[list[list[PositiveInt]], BeforeValidator(_as_layer_lists)] | None = None
+    learning_rate: Annotated[list[PositiveFloat], BeforeValidator(_as_list)] | None = None
+    momentum: Annotated[list[NonNegFloat], BeforeValidator(_as_list)] | None = None
+    decay: Annotated[list[NonNegFloat], BeforeValidator(_as_list)] | None = None
+    epsilon: Annotated[list[PositiveFloat], BeforeValidator(_as_list)] | None = None
+    components: Annotated[list[PositiveInt], BeforeValidator(_as_list)] | None = None
+    tol: PositiveFloat | None = None
+    max_iter: PositiveInt | None = None
+    normalisation: Literal["biased", "unbiased"] | None = None
+    subset: PositiveInt | None = None
+    seed: int = 0
+    timeout_minutes: PositiveFloat | None = None
+
+
+class ReportConfig(_Strict):
+    compare: list[Literal["device", "optimizer", "framework", "trainer"]] = [
+        "device",
+        "optimizer",
+        "framework",
+    ]
+
+
+class Experiment(_Strict):
+    name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
+    provider: Literal["local", "ssh", "aws"] = "local"
+    region: str | None = None
+    profile: str | None = None
+    ssh_cidr: str | None = None
+    allow_open_ssh: bool = False
+    budget: Budget = Budget()
+    machines: dict[str, MachineClass] = {}
+    hosts: list[Host] = []
+    placement: Literal["by-device", "same-machine"] = "by-device"
+    data_dir: str | None = None
+    jobs: Annotated[list[Job], Field(min_length=1)]
+    report: ReportConfig = ReportConfig()

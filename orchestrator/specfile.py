@@ -1,0 +1,229 @@
+"""Experiment file -> ``Experiment``, or every problem at once with file:line:col.
+
+pydantic reports *where in the data* a problem is; YAML knows *where in the text* that data
+came from. This module keeps a map from data paths to text positions (from PyYAML's node
+marks) and joins the two, adding "did you mean" hints from difflib. Written by hand because
+no well-kept library joins pydantic locations to YAML marks.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from orchestrator.errors import SpecError, SpecIssue
+from orchestrator.spec import Experiment, Job
+
+Loc = tuple[str | int, ...]
+Positions = dict[Loc, tuple[int, int]]  # data path -> (line, column), 1-based
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Parse and validate an experiment file.
+
+    Raises:
+        SpecError: with every issue found (syntax, schema, cross-field), each located.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError([SpecIssue(str(path), 0, 0, "", f"cannot read the file: {exc}")]) from exc
+    return parse_experiment(text, str(path))
+
+
+def parse_experiment(text: str, filename: str) -> Experiment:
+    """Like ``load_experiment`` for text already in memory (tests, stdin)."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise SpecError([SpecIssue(filename, line, col, "", f"not valid YAML: {problem}")]) from exc
+    if not isinstance(data, dict):
+        raise SpecError(
+            [SpecIssue(filename, 1, 1, "", "the file must be a mapping with name:, jobs:, ...")]
+        )
+    positions: Positions = {}
+    _walk(node, (), positions)
+    issues: list[SpecIssue] = []
+    try:
+        exp = Experiment.model_validate(data)
+    except ValidationError as exc:
+        issues.extend(_pydantic_issues(exc, data, positions, filename))
+        raise SpecError(_sorted(issues)) from None
+    issues.extend(_semantic_issues(exp, positions, filename))
+    if issues:
+        raise SpecError(_sorted(issues))
+    return exp
+
+
+def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
+    return sorted(issues, key=lambda i: (i.line, i.column, i.path))
+
+
+def _walk(node: yaml.Node | None, loc: Loc, out: Positions) -> None:
+    if node is None:
+        return
+    out[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            # The key's own position, for "unknown key" errors that point at the key itself.
+            out[(*loc, "__key__", key)] = (
+                key_node.start_mark.line + 1,
+                key_node.start_mark.column + 1,
+            )
+            _walk(value_node, (*loc, key), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _walk(item, (*loc, i), out)
+
+
+def _position(loc: Loc, positions: Positions) -> tuple[int, int]:
+    for n in range(len(loc), -1, -1):
+        if loc[:n] in positions:
+            return positions[loc[:n]]
+    return (1, 1)
+
+
+def format_path(loc: Loc) -> str:
+    """``('jobs', 0, 'optimizer', 2)`` -> ``jobs[0].optimizer[2]``."""
+    text = ""
+    for part in loc:
+        if part == "__key__":
+            continue
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
+    return text
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model whose fields live at ``loc`` (for 'did you mean' on unknown keys)."""
+    from orchestrator.spec import Budget, Host, MachineClass, ReportConfig
+
+    if not loc:
+        return Experiment
+    head = loc[0]
+    nested: dict[str, type[BaseModel]] = {"budget": Budget, "report": ReportConfig}
+    if head == "jobs" and len(loc) == 2:
+        return Job
+    if head == "hosts" and len(loc) == 2:
+        return Host
+    if head == "machines" and len(loc) == 2:
+        return MachineClass
+    if isinstance(head, str) and len(loc) == 1:
+        return nested.get(head)
+    return None
+
+
+def _value_at(data: Any, loc: Loc) -> Any:
+    for part in loc:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return data
+
+
+def _pydantic_issues(
+    exc: ValidationError, data: Any, positions: Positions, filename: str
+) -> Iterator[SpecIssue]:
+    seen: set[tuple[Loc, str]] = set()
+    for err in exc.errors():
+        loc = _clean_loc(tuple(err["loc"]), data)
+        kind = err["type"]
+        if (loc, kind) in seen:
+            continue
+        seen.add((loc, kind))
+        path = format_path(loc)
+        hint: str | None = None
+        if kind == "extra_forbidden":
+            key = str(loc[-1])
+            line, col = positions.get((*loc[:-1], "__key__", key), _position(loc, positions))
+            model = _model_at(loc[:-1])
+            fields = sorted(model.model_fields) if model else []
+            close = difflib.get_close_matches(key, fields, n=1, cutoff=0.6)
+            message = f"unknown key '{key}'"
+            hint = f"did you mean '{close[0]}'?" if close else _valid(fields)
+            yield SpecIssue(filename, line, col, path, message, hint)
+            continue
+        line, col = _position(loc, positions)
+        if kind == "literal_error":
+            expected = _literal_choices(err.get("ctx", {}).get("expected", ""))
+            value = err.get("input")
+            close = difflib.get_close_matches(str(value), expected, n=1, cutoff=0.6)
+            what = loc[-2] if isinstance(loc[-1], int) and len(loc) > 1 else loc[-1]
+            message = f"{value!r} is not a valid {what}"
+            hint = f"did you mean '{close[0]}'? ({_valid(expected)})" if close else _valid(expected)
+        elif kind == "missing":
+            line, col = _position(loc[:-1], positions)
+            message = f"required field '{loc[-1]}' is missing"
+        else:
+            message = f"{err['msg']} (got {err.get('input')!r})"
+        yield SpecIssue(filename, line, col, path, message, hint)
+
+
+def _clean_loc(loc: Loc, data: Any) -> Loc:
+    """Drop pydantic's internal steps (union branch names, validator names) from a location."""
+    out: list[str | int] = []
+    for part in loc:
+        candidate = (*out, part)
+        if isinstance(part, int) or _value_at(data, tuple(candidate)) is not None:
+            out.append(part)
+        elif isinstance(part, str) and not any(c in part for c in "[]()-,"):
+            # a key that is not in the data: a missing or unknown field
+            out.append(part)
+    return tuple(out)
+
+
+def _literal_choices(expected: str) -> list[str]:
+    return [c.strip().strip("'\"") for c in expected.replace(" or ", ",").split(",") if c.strip()]
+
+
+def _valid(choices: list[str]) -> str:
+    return "valid: " + ", ".join(choices) if choices else ""
+
+
+def _semantic_issues(exp: Experiment, positions: Positions, filename: str) -> Iterator[SpecIssue]:
+    """Rules that span fields: provider needs, trainer-specific keys, placement targets."""
+
+    def issue(loc: Loc, message: str, hint: str | None = None) -> SpecIssue:
+        line, col = _position(loc, positions)
+        return SpecIssue(filename, line, col, format_path(loc), message, hint)
+
+    if exp.provider == "aws" and not exp.machines:
+        yield issue(("provider",), "provider 'aws' needs a 'machines:' section", None)
+    if exp.provider == "ssh" and not exp.hosts:
+        yield issue(
+            ("provider",), "provider 'ssh' needs a 'hosts:' list", "e.g. hosts: [{host: ..}]"
+        )
+    if exp.provider == "aws" and exp.placement == "by-device":
+        needed = {d for job in exp.jobs for d in job.device}
+        for device in sorted(needed):
+            if device not in exp.machines:
+                yield issue(
+                    ("machines",),
+                    f"placement 'by-device' needs a machine class named '{device}'",
+                    _valid(sorted(exp.machines)) or None,
+                )
+    mnist_only = ("optimizer", "epochs", "batch_size", "hidden", "learning_rate", "momentum")
+    pca_only = ("components", "tol", "max_iter", "normalisation")
+    for i, job in enumerate(exp.jobs):
+        wrong = pca_only if job.trainer == "mnist" else (*mnist_only, "decay", "epsilon")
+        for field in wrong:
+            if getattr(job, field) is not None:
+                yield issue(
+                    ("jobs", i, "__key__", field),
+                    f"'{field}' does not apply to trainer '{job.trainer}'",
+                    "remove it",
+                )

@@ -1,0 +1,262 @@
+"""The journal: one SQLite file that remembers every run, machine and task.
+
+"Journal before act": a machine row is written before the provider is asked for it and
+confirmed after, so a crash at any point leaves a record that ``down``/``gc`` can finish.
+WAL mode lets ``status``/``logs -f`` read while a run writes.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL, spec_path TEXT NOT NULL, provider TEXT NOT NULL,
+    runs_dir TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, ended_at REAL,
+    detail TEXT
+);
+CREATE TABLE IF NOT EXISTS machines (
+    token INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, name TEXT NOT NULL,
+    provider TEXT NOT NULL, machine_id TEXT, instance_type TEXT, hourly_usd REAL DEFAULT 0,
+    status TEXT NOT NULL, requested_at REAL NOT NULL, acquired_at REAL, released_at REAL,
+    detail TEXT, spend_usd REAL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS tasks (
+    run_id TEXT NOT NULL, task_id TEXT NOT NULL, machine TEXT NOT NULL, trainer TEXT NOT NULL,
+    device TEXT NOT NULL, params TEXT NOT NULL, status TEXT NOT NULL, exit_code INTEGER,
+    started_at REAL, ended_at REAL, wall_s REAL, detail TEXT, job TEXT,
+    PRIMARY KEY (run_id, task_id)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, t REAL NOT NULL,
+    kind TEXT NOT NULL, payload TEXT NOT NULL
+);
+"""
+
+# Statuses, in words the user reads in `orchestrate status`.
+RUN_ACTIVE = ("running", "planned")
+TASK_DONE = "done"
+
+
+@dataclass(frozen=True)
+class RunRow:
+    id: str
+    name: str
+    spec_path: str
+    provider: str
+    runs_dir: str
+    status: str
+    created_at: float
+    ended_at: float | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class MachineRow:
+    token: int
+    run_id: str
+    name: str
+    provider: str
+    machine_id: str | None
+    instance_type: str | None
+    hourly_usd: float
+    status: str
+    requested_at: float
+    acquired_at: float | None
+    released_at: float | None
+    detail: str | None
+    spend_usd: float
+
+
+@dataclass(frozen=True)
+class TaskRow:
+    run_id: str
+    task_id: str
+    machine: str
+    trainer: str
+    device: str
+    params: str
+    status: str
+    exit_code: int | None
+    started_at: float | None
+    ended_at: float | None
+    wall_s: float | None
+    detail: str | None
+    job: str | None
+
+
+class Journal:
+    """Thread-safe access to the state database (one connection, one lock)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+
+    @classmethod
+    def in_dir(cls, state_dir: Path) -> Journal:
+        return cls(Path(state_dir) / "journal.sqlite")
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self._lock, self._db:
+            yield self._db
+
+    # ---------------------------------------------------------------- runs
+    def create_run(
+        self, run_id: str, *, name: str, spec_path: str, provider: str, runs_dir: str
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,NULL,NULL)",
+                (run_id, name, spec_path, provider, runs_dir, "running", time.time()),
+            )
+
+    def set_run_status(self, run_id: str, status: str, detail: str | None = None) -> None:
+        ended = None if status in RUN_ACTIVE else time.time()
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET status=?, ended_at=?, detail=? WHERE id=?",
+                (status, ended, detail, run_id),
+            )
+
+    def run(self, run_id: str) -> RunRow | None:
+        with self._tx() as db:
+            row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
+        return RunRow(**dict(row)) if row else None
+
+    def runs(self, limit: int = 50) -> list[RunRow]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
+            ).fetchall()
+        return [RunRow(**dict(r)) for r in rows]
+
+    # ---------------------------------------------------------------- machines
+    def machine_requested(self, run_id: str, name: str, provider: str) -> int:
+        """Journal a machine before asking for it; the row id is the idempotency token."""
+        with self._tx() as db:
+            cur = db.execute(
+                "INSERT INTO machines (run_id, name, provider, status, requested_at) "
+                "VALUES (?,?,?,?,?)",
+                (run_id, name, provider, "requested", time.time()),
+            )
+            return int(cur.lastrowid or 0)
+
+    def machine_acquired(
+        self, token: int, machine_id: str, *, instance_type: str, hourly_usd: float
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE machines SET machine_id=?, instance_type=?, hourly_usd=?, "
+                "status='running', acquired_at=? WHERE token=?",
+                (machine_id, instance_type, hourly_usd, time.time(), token),
+            )
+
+    def machine_status(self, token: int, status: str, detail: str | None = None) -> None:
+        released = time.time() if status in ("released", "failed") else None
+        with self._tx() as db:
+            db.execute(
+                "UPDATE machines SET status=?, detail=COALESCE(?, detail), "
+                "released_at=COALESCE(?, released_at) WHERE token=?",
+                (status, detail, released, token),
+            )
+
+    def machine_spend(self, token: int, spend_usd: float) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE machines SET spend_usd=? WHERE token=?", (spend_usd, token))
+
+    def machines(self, run_id: str | None = None) -> list[MachineRow]:
+        query, args = "SELECT * FROM machines", ()
+        if run_id is not None:
+            query, args = query + " WHERE run_id=?", (run_id,)  # type: ignore[assignment]
+        with self._tx() as db:
+            rows = db.execute(query + " ORDER BY token", args).fetchall()
+        return [MachineRow(**dict(r)) for r in rows]
+
+    # ---------------------------------------------------------------- tasks
+    def add_task(
+        self,
+        run_id: str,
+        task_id: str,
+        *,
+        machine: str,
+        trainer: str,
+        device: str,
+        params: Mapping[str, Any],
+        status: str = "pending",
+        detail: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO tasks (run_id, task_id, machine, trainer, device, params, status, "
+                "detail) VALUES (?,?,?,?,?,?,?,?) ON CONFLICT(run_id, task_id) DO UPDATE SET "
+                "machine=excluded.machine, status=CASE WHEN tasks.status='done' THEN 'done' "
+                "ELSE excluded.status END, detail=excluded.detail",
+                (run_id, task_id, machine, trainer, device, json.dumps(params), status, detail),
+            )
+
+    def task_started(self, run_id: str, task_id: str, job: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tasks SET status='running', started_at=?, job=?, exit_code=NULL "
+                "WHERE run_id=? AND task_id=?",
+                (time.time(), json.dumps(job), run_id, task_id),
+            )
+
+    def task_ended(
+        self,
+        run_id: str,
+        task_id: str,
+        *,
+        status: str,
+        exit_code: int | None,
+        wall_s: float | None,
+        detail: str | None = None,
+    ) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE tasks SET status=?, exit_code=?, ended_at=?, wall_s=?, detail=? "
+                "WHERE run_id=? AND task_id=?",
+                (status, exit_code, time.time(), wall_s, detail, run_id, task_id),
+            )
+
+    def tasks(self, run_id: str) -> list[TaskRow]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT * FROM tasks WHERE run_id=? ORDER BY rowid", (run_id,)
+            ).fetchall()
+        return [TaskRow(**dict(r)) for r in rows]
+
+    def past_wall_s(self, task_id: str, machine_name: str) -> list[float]:
+        """Wall times of finished runs of the same task on the same machine class."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT wall_s FROM tasks WHERE task_id=? AND machine=? AND status='done' "
+                "AND wall_s IS NOT NULL ORDER BY ended_at DESC LIMIT 20",
+                (task_id, machine_name),
+            ).fetchall()
+        return [float(r[0]) for r in rows]
+
+    # ---------------------------------------------------------------- events
+    def event(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO events (run_id, t, kind, payload) VALUES (?,?,?,?)",
+                (run_id, time.time(), kind, json.dumps(payload, default=str)),
+            )

@@ -1,0 +1,90 @@
+"""A run's results in one table: journal rows joined with each task's pulled-back metrics."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from orchestrator.paths import RunPaths
+from orchestrator.state import Journal
+
+
+@dataclass(frozen=True)
+class TaskSummary:
+    task_id: str
+    status: str
+    machine: str
+    wall_s: float | None
+    samples_per_s: float | None
+    test_error: float | None
+    eigen_error: float | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    status: str
+    run_dir: str
+    tasks: tuple[TaskSummary, ...]
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for t in self.tasks:
+            out[t.status] = out.get(t.status, 0) + 1
+        return out
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "run_dir": self.run_dir,
+            "counts": self.counts(),
+            "tasks": [asdict(t) for t in self.tasks],
+        }
+
+
+def read_metrics(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _eigen_error(metrics: dict[str, Any]) -> float | None:
+    """The worst relative eigenvalue error vs NumPy, whichever name the trainer used."""
+    for key in ("max_eigenvalue_rel_error", "eigenvalue_rel_error_max"):
+        if isinstance(metrics.get(key), int | float):
+            return float(metrics[key])
+    errors = metrics.get("eigenvalue_rel_error") or metrics.get("eigenvalue_rel_errors")
+    if isinstance(errors, list) and errors:
+        return float(max(abs(float(e)) for e in errors))
+    return None
+
+
+def summarize(journal: Journal, run_id: str) -> RunSummary:
+    run = journal.run(run_id)
+    if run is None:
+        raise KeyError(run_id)
+    paths = RunPaths(Path(run.runs_dir) / run_id)
+    rows = []
+    for t in journal.tasks(run_id):
+        m = read_metrics(paths.metrics(t.task_id))
+        sps = m.get("samples_per_s")
+        err = m.get("test_error")
+        rows.append(
+            TaskSummary(
+                task_id=t.task_id,
+                status=t.status,
+                machine=t.machine,
+                wall_s=t.wall_s,
+                samples_per_s=float(sps) if isinstance(sps, int | float) else None,
+                test_error=float(err) if isinstance(err, int | float) else None,
+                eigen_error=_eigen_error(m),
+                detail=t.detail,
+            )
+        )
+    return RunSummary(run_id, run.status, str(paths.root), tuple(rows))

@@ -1,0 +1,190 @@
+"""Rendering for people (rich) and scripts (JSON lines); the only printing module besides cli."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import IO
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from orchestrator.events import (
+    Event,
+    MachineEvent,
+    RunEnded,
+    RunStarted,
+    TaskEvent,
+    TaskOutput,
+    event_dict,
+)
+from orchestrator.plan import Plan
+from orchestrator.summary import RunSummary
+
+_EPOCH = re.compile(r"epoch\s*[=:]?\s*(\d+)\s*/\s*(\d+)", re.IGNORECASE)
+_FINAL = ("done", "failed", "skipped", "stopped")
+
+
+class FileReporter:
+    """Appends every event as a JSON line to the run's ``run.log``; output goes to task logs."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._fh = open(path, "a", encoding="utf-8")  # noqa: SIM115
+        self._lock = threading.Lock()
+
+    def event(self, e: Event) -> None:
+        if isinstance(e, TaskOutput):
+            return
+        with self._lock:
+            self._fh.write(json.dumps({"t": time.time(), **event_dict(e)}) + "\n")
+            self._fh.flush()
+
+    def close(self) -> None:
+        self._fh.close()
+
+
+class JsonReporter:
+    """One JSON object per event on a stream, for ``--json``."""
+
+    def __init__(self, stream: IO[str] | None = None, *, with_output: bool = False) -> None:
+        self.stream = stream or sys.stdout
+        self.with_output = with_output
+        self._lock = threading.Lock()
+
+    def event(self, e: Event) -> None:
+        if isinstance(e, TaskOutput) and not self.with_output:
+            return
+        with self._lock:
+            self.stream.write(json.dumps(event_dict(e)) + "\n")
+            self.stream.flush()
+
+
+class RichReporter:
+    """Live progress: one bar for the run, one line per task with its latest log line."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.progress = Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}", justify="left"),
+            BarColumn(bar_width=20),
+            TextColumn("{task.fields[state]:<8}"),
+            TimeElapsedColumn(),
+            TextColumn("[dim]{task.fields[line]}"),
+            console=console,
+            transient=False,
+        )
+        self._rows: dict[str, TaskID] = {}
+        self._overall: TaskID | None = None
+        self._lock = threading.Lock()
+
+    def event(self, e: Event) -> None:
+        with self._lock:
+            self._event(e)
+
+    def _event(self, e: Event) -> None:
+        if isinstance(e, RunStarted):
+            self.console.print(f"run [bold]{e.run_id}[/] -> {e.run_dir}")
+            self.progress.start()
+            self._overall = self.progress.add_task(
+                "all tasks", total=len(e.tasks), state="", line=""
+            )
+            for tid, _machine, status in e.tasks:
+                self._rows[tid] = self.progress.add_task(
+                    tid,
+                    total=None if status == "pending" else 1,
+                    state=status,
+                    line="",
+                    start=status == "pending",
+                )
+        elif isinstance(e, TaskEvent) and e.task_id in self._rows:
+            row = self._rows[e.task_id]
+            fields: dict[str, object] = {"state": e.state}
+            if e.state in _FINAL:
+                fields["line"] = e.detail[:80]
+                self.progress.update(row, total=1, completed=1, **fields)  # type: ignore[arg-type]
+                if self._overall is not None:
+                    self.progress.advance(self._overall)
+            else:
+                self.progress.update(row, **fields)  # type: ignore[arg-type]
+        elif isinstance(e, TaskOutput) and e.task_id in self._rows:
+            lines = [ln for ln in e.text.splitlines() if ln.strip()]
+            if lines:
+                row = self._rows[e.task_id]
+                m = _EPOCH.search(lines[-1])
+                if m:
+                    done, total = int(m.group(1)), int(m.group(2))
+                    self.progress.update(row, total=total, completed=done)
+                self.progress.update(row, line=lines[-1][:80])
+        elif isinstance(e, MachineEvent):
+            self.progress.console.print(f"[cyan]machine {e.machine}[/]: {e.state} {e.detail}")
+        elif isinstance(e, RunEnded):
+            self.progress.stop()
+
+
+def render_plan(plan: Plan, console: Console) -> None:
+    table = Table(title=f"plan: {plan.experiment.name} ({plan.provider})")
+    table.add_column("task", no_wrap=True)
+    for col in ("machine", "device", "status", "estimate"):
+        table.add_column(col, overflow="fold")
+    for pt in plan.tasks:
+        status = f"skipped: {pt.skip_reason}" if pt.skip_reason else "will run"
+        est = f"{pt.estimate_s / 60:.1f} min ({pt.estimate_basis})" if pt.estimate_s else "-"
+        machines = ", ".join(pt.machines) if pt.machines else "-"
+        table.add_row(
+            pt.task.id, machines, pt.task.device, status, est if not pt.skip_reason else "-"
+        )
+    console.print(table)
+    mt = Table(title="machines that would be launched")
+    for col in ("machine", "provider", "what", "slots", "GPUs", "$/h", "hours", "$"):
+        mt.add_column(col)
+    for m in plan.machines:
+        hours = plan.forecast_hours.get(m.name, 0.0)
+        mt.add_row(
+            m.name,
+            m.launch.provider,
+            m.launch.summary,
+            str(m.slots),
+            str(m.gpus),
+            f"{m.launch.hourly_usd:.3f}",
+            f"{hours:.2f}",
+            f"{hours * m.launch.hourly_usd:.2f}",
+        )
+    console.print(mt)
+    cap = plan.experiment.budget.max_usd
+    cap_text = f" (cap ${cap:.2f})" if cap is not None else " (no cap set)"
+    n_run, n_all = len(plan.runnable), len(plan.tasks)
+    console.print(
+        f"{n_run} of {n_all} tasks would run; forecast [bold]${plan.forecast_usd:.2f}[/]{cap_text}"
+    )
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_summary(summary: RunSummary, console: Console) -> None:
+    table = Table(title=f"run {summary.run_id}: {summary.status}")
+    table.add_column("task", no_wrap=True)
+    for col in ("status", "wall s", "samples/s", "test error", "eigen err"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=40)
+    for t in summary.tasks:
+        table.add_row(
+            t.task_id,
+            t.status,
+            _fmt(t.wall_s, ".1f"),
+            _fmt(t.samples_per_s, ",.0f"),
+            "-" if t.test_error is None else f"{100 * t.test_error:.2f}%",
+            _fmt(t.eigen_error, ".1e"),
+            (t.detail or "")[:60],
+        )
+    console.print(table)
+    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items()))
+    console.print(f"{counts}; results in {summary.run_dir}")

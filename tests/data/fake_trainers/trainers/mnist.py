@@ -1,0 +1,5 @@
+import sys
+
+from trainers._fake import main
+
+sys.exit(main("mnist"))
