@@ -53,7 +53,7 @@ def parse_experiment(text: str, filename: str) -> Experiment:
         )
     positions: Positions = {}
     _walk(node, (), positions)
-    issues: list[SpecIssue] = []
+    issues: list[SpecIssue] = list(_trainer_key_issues(data, positions, filename))
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
@@ -207,7 +207,7 @@ def _semantic_issues(exp: Experiment, positions: Positions, filename: str) -> It
         yield issue(
             ("provider",), "provider 'ssh' needs a 'hosts:' list", "e.g. hosts: [{host: ..}]"
         )
-    if exp.provider == "aws" and exp.placement == "by-device":
+    if exp.provider == "aws" and exp.machines and exp.placement == "by-device":
         needed = {d for job in exp.jobs for d in job.device}
         for device in sorted(needed):
             if device not in exp.machines:
@@ -216,14 +216,32 @@ def _semantic_issues(exp: Experiment, positions: Positions, filename: str) -> It
                     f"placement 'by-device' needs a machine class named '{device}'",
                     _valid(sorted(exp.machines)) or None,
                 )
-    mnist_only = ("optimizer", "epochs", "batch_size", "hidden", "learning_rate", "momentum")
-    pca_only = ("components", "tol", "max_iter", "normalisation")
-    for i, job in enumerate(exp.jobs):
-        wrong = pca_only if job.trainer == "mnist" else (*mnist_only, "decay", "epsilon")
-        for field in wrong:
-            if getattr(job, field) is not None:
-                yield issue(
-                    ("jobs", i, "__key__", field),
-                    f"'{field}' does not apply to trainer '{job.trainer}'",
+
+
+_MNIST_ONLY = ("optimizer", "epochs", "batch_size", "hidden", "learning_rate", "momentum")
+_PCA_ONLY = ("components", "tol", "max_iter", "normalisation")
+
+
+def _trainer_key_issues(
+    data: dict[str, Any], positions: Positions, filename: str
+) -> Iterator[SpecIssue]:
+    """Keys that belong to the other trainer; checked on the raw data so they are reported
+    together with schema errors rather than only after those are fixed."""
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list):
+        return
+    for i, job in enumerate(jobs):
+        if not isinstance(job, dict) or job.get("trainer") not in ("mnist", "pca"):
+            continue
+        wrong = _PCA_ONLY if job["trainer"] == "mnist" else (*_MNIST_ONLY, "decay", "epsilon")
+        for key in wrong:
+            if key in job:
+                line, col = positions.get(("jobs", i, "__key__", key), (0, 0))
+                yield SpecIssue(
+                    filename,
+                    line,
+                    col,
+                    format_path(("jobs", i, key)),
+                    f"'{key}' does not apply to trainer '{job['trainer']}'",
                     "remove it",
                 )

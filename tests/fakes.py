@@ -1,0 +1,73 @@
+"""Shared, stateful test doubles (one place, so they cannot drift apart)."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, datetime
+from pathlib import Path
+
+from infra.errors import OrchestrateError
+from infra.local import LocalProvider
+from infra.provider import LaunchRequest, Machine, MachineRequest
+from infra.transport.local import LocalTransport
+
+FAKE_TRAINERS = Path(__file__).resolve().parent / "data" / "fake_trainers" / "trainers"
+
+
+class FakeProvider:
+    """Machines in memory, priced, reached through a real LocalTransport; with fault hooks."""
+
+    name = "fake"
+
+    def __init__(self, *, workspace_root: str, hourly_usd: float = 1.0, gpus: int = 0) -> None:
+        self.workspace_root = workspace_root
+        self.hourly_usd = hourly_usd
+        self.gpus = gpus
+        self.machines: dict[str, Machine] = {}
+        self.by_token: dict[str, str] = {}
+        self.calls: list[tuple[str, str]] = []
+        self._fail_next_acquire: OrchestrateError | None = None
+        self._ids = itertools.count(1)
+
+    def fail_next_acquire(self, exc: OrchestrateError) -> None:
+        self._fail_next_acquire = exc
+
+    def prepare(self, req: MachineRequest) -> LaunchRequest:
+        return LaunchRequest(self.name, req, (), self.hourly_usd, f"fake {req.name}")
+
+    def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
+        self.calls.append(("acquire", token))
+        if self._fail_next_acquire is not None:
+            exc, self._fail_next_acquire = self._fail_next_acquire, None
+            raise exc
+        if token in self.by_token:
+            return self.machines[self.by_token[token]]
+        mid = f"fake-{next(self._ids)}"
+        m = Machine(
+            id=mid,
+            provider=self.name,
+            name=launch.request.name,
+            address=None,
+            gpus=self.gpus,
+            cpus=2,
+            hourly_usd=self.hourly_usd,
+            started_at=datetime.now(UTC),
+            tags=dict(launch.request.tags),
+            workspace_root=self.workspace_root,
+            python=LocalProvider(workspace_root="", gpus=0).acquire(launch, token=token).python,
+        )
+        self.machines[mid] = m
+        self.by_token[token] = mid
+        return m
+
+    def release(self, machine_id: str) -> None:
+        self.calls.append(("release", machine_id))
+        self.machines.pop(machine_id, None)
+
+    def owned(self, *, run_id: str | None = None) -> list[Machine]:
+        return [
+            m for m in self.machines.values() if run_id in (None, m.tags.get("orchestrate:run"))
+        ]
+
+    def connect(self, machine: Machine) -> LocalTransport:
+        return LocalTransport()

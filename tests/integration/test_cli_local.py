@@ -1,0 +1,178 @@
+"""The local end-to-end path through the real CLI, with the stand-in trainers (fast)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FAKE_TRAINERS
+from tests.procs import live_group_members
+
+EXP = """
+name: quick
+jobs:
+  - trainer: mnist
+    framework: [tensorflow, theano]
+    optimizer: [sgd, adam]
+    device: [cpu, gpu]
+    epochs: 3
+  - trainer: pca
+    components: 4
+"""
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+        ORCHESTRATE_LOCAL_GPUS="0",
+        FAKE_EPOCH_S="0.05",
+        COLUMNS="200",
+    )
+    (tmp_path / "exp.yaml").write_text(EXP)
+    return env
+
+
+def orchestrate(
+    args: list[str], env: dict[str, str], cwd: Path, **kw: object
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        **kw,
+    )  # type: ignore[call-overload]
+
+
+def _journal(tmp_path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(tmp_path / "state" / "journal.sqlite")
+
+
+def test_run_writes_results_journal_and_summary(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = orchestrate(["run", "exp.yaml"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    runs = list((tmp_path / "runs").iterdir())
+    assert len(runs) == 1
+    run = runs[0]
+    for task in ("mnist-tensorflow-sgd-cpu", "mnist-theano-adam-cpu", "pca-tensorflow-cpu"):
+        for name in ("timing.jsonl", "metrics.json", "manifest.json", "task.log"):
+            assert (run / task / name).is_file(), (task, name)
+    assert "epoch 3/3" in (run / "mnist-tensorflow-sgd-cpu" / "task.log").read_text()
+    assert not (run / "mnist-tensorflow-sgd-gpu").exists()
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["counts"] == {"done": 5, "skipped": 4}
+    assert "mnist-tensorflow-sgd-gpu" in proc.stdout and "skipped" in proc.stdout
+    rows = _journal(tmp_path).execute("SELECT status, released_at FROM machines").fetchall()
+    assert rows and all(status == "released" and t for status, t in rows)
+
+    status = orchestrate(["status", "--json"], cli_env, tmp_path)
+    assert json.loads(status.stdout)[0]["status"] == "done"
+    logs = orchestrate(["logs", run.name, "pca-tensorflow-cpu"], cli_env, tmp_path)
+    assert "epoch 2/2" in logs.stdout
+
+
+def test_json_mode_emits_events_and_a_summary(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = orchestrate(["run", "exp.yaml", "--json"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    kinds = {e.get("kind") or e.get("event") for e in events}
+    assert {"run_started", "task", "machine", "run_ended", "summary"} <= kinds
+    assert events[-1]["counts"]["done"] == 5
+
+
+def test_failed_task_gives_exit_1_and_the_rest_run(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    cli_env["FAKE_FAIL_TASKS"] = "mnist-theano-sgd-cpu"
+    proc = orchestrate(["run", "exp.yaml", "--json"], cli_env, tmp_path)
+    assert proc.returncode == 1
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    by_id = {t["task_id"]: t for t in summary["tasks"]}
+    assert by_id["mnist-theano-sgd-cpu"]["status"] == "failed"
+    assert "planted failure" in by_id["mnist-theano-sgd-cpu"]["detail"]
+    assert summary["counts"]["done"] == 4
+
+
+def test_broken_file_exits_2_and_launches_nothing(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    broken = Path(__file__).resolve().parents[1] / "data" / "experiments" / "broken.yaml"
+    proc = orchestrate(["run", str(broken)], cli_env, tmp_path)
+    assert proc.returncode == 2
+    assert proc.stderr.count("broken.yaml:") == 6
+    assert not (tmp_path / "runs").exists()
+    assert not (tmp_path / "state" / "workspaces").exists()
+
+
+def test_plan_is_side_effect_free_and_has_json(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = orchestrate(["plan", "exp.yaml", "--json"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert len(plan["tasks"]) == 9
+    assert sum(t["status"] == "skipped" for t in plan["tasks"]) == 4
+    assert not (tmp_path / "runs").exists()
+    dry = orchestrate(["run", "exp.yaml", "--dry-run"], cli_env, tmp_path)
+    assert dry.returncode == 0 and "5 of 9 tasks would run" in dry.stdout
+    assert not (tmp_path / "runs").exists()
+
+
+def test_sigint_stops_children_and_resume_completes(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    cli_env["FAKE_EPOCH_S"] = "1.0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    db = tmp_path / "state" / "journal.sqlite"
+    deadline = time.monotonic() + 60
+    job = None
+    while time.monotonic() < deadline and job is None:
+        time.sleep(0.1)
+        if db.exists():
+            row = (
+                sqlite3.connect(db)
+                .execute("SELECT job FROM tasks WHERE status='running'")
+                .fetchone()
+            )
+            job = json.loads(row[0]) if row and row[0] else None
+    assert job is not None, "no task started"
+    time.sleep(1.2)  # let it finish an epoch, so there is a partial log to keep
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "--resume" in err
+    assert live_group_members(job["pid"]) == []
+    conn = _journal(tmp_path)
+    run_id, status = conn.execute("SELECT id, status FROM runs").fetchone()
+    assert status == "interrupted"
+    assert {s for (s,) in conn.execute("SELECT status FROM machines")} == {"released"}
+    stopped = conn.execute("SELECT task_id FROM tasks WHERE status='stopped'").fetchone()[0]
+    partial = tmp_path / "runs" / run_id / stopped / "timing.jsonl"
+    assert partial.exists() and '"epoch": 1' in partial.read_text()
+
+    cli_env["FAKE_EPOCH_S"] = "0.01"
+    resumed = orchestrate(["run", "exp.yaml", "--resume", run_id, "--json"], cli_env, tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout.splitlines()[-1])
+    assert summary["status"] == "done"
+    assert summary["counts"] == {"done": 5, "skipped": 4}
+
+
+def test_resume_of_unknown_run_is_exit_2(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    proc = orchestrate(["run", "exp.yaml", "--resume", "nope"], cli_env, tmp_path)
+    assert proc.returncode == 2
+    assert "no run 'nope'" in proc.stderr
