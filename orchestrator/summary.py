@@ -25,6 +25,8 @@ class TaskSummary:
 
 @dataclass(frozen=True)
 class RunSummary:
+    """What a run produced, task by task; ``to_json`` is the ``--json`` summary."""
+
     run_id: str
     status: str
     run_dir: str
@@ -66,6 +68,7 @@ def _eigen_error(metrics: dict[str, Any]) -> float | None:
 
 
 def summarize(journal: Journal, run_id: str) -> RunSummary:
+    """A run's table from the journal and the metrics pulled back; works on any past run."""
     run = journal.run(run_id)
     if run is None:
         raise KeyError(run_id)

@@ -17,3 +17,11 @@ def live_group_members(pgid: int) -> list[int]:
         if group == pgid and state not in ("Z", "X"):
             members.append(int(stat.parent.name))
     return members
+
+
+def alive(pid: int) -> bool:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[-1].split()
+    except OSError:
+        return False
+    return fields[0] not in ("Z", "X")
