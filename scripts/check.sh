@@ -10,4 +10,5 @@ echo "== ruff check";          ruff check .
 echo "== mypy (strict: orchestrator, infra, ami; trainers typed)"; mypy
 echo "== import-linter";        lint-imports
 echo "== pytest"
+export COVERAGE_ROOT="$PWD"
 python -m pytest --cov --cov-report=term --cov-fail-under="${COV_FLOOR:-$(cat .ci/coverage-floor)}" "$@"

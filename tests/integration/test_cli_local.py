@@ -142,13 +142,15 @@ def test_sigint_stops_children_and_resume_completes(
     job = None
     while time.monotonic() < deadline and job is None:
         time.sleep(0.1)
-        if db.exists():
+        try:
             row = (
-                sqlite3.connect(db)
+                sqlite3.connect(f"file:{db}?mode=ro", uri=True)
                 .execute("SELECT job FROM tasks WHERE status='running'")
                 .fetchone()
             )
-            job = json.loads(row[0]) if row and row[0] else None
+        except sqlite3.OperationalError:  # no journal or no schema yet
+            continue
+        job = json.loads(row[0]) if row and row[0] else None
     assert job is not None, "no task started"
     time.sleep(1.2)  # let it finish an epoch, so there is a partial log to keep
     proc.send_signal(signal.SIGINT)
