@@ -14,13 +14,13 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import OrchestrateError
 from infra.provider import Machine, Provider
 from infra.transport.base import Job, Transport
+from orchestrator.cost import CostGuard
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent, TaskOutput
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
@@ -39,6 +39,7 @@ class EngineConfig:
     stop_grace_s: float = 10.0
     poll_max_s: float = _POLL_MAX_S
     task_timeout_s: float | None = None
+    schedule: str | None = None  # the schedule that started this run, for its period budget
 
 
 class Engine:
@@ -51,13 +52,13 @@ class Engine:
         journal: Journal,
         reporter: Reporter,
         config: EngineConfig,
-        spend_check: Callable[[], str | None] | None = None,
+        guard: CostGuard | None = None,
     ) -> None:
         self.provider = provider
         self.journal = journal
         self.reporter = reporter
         self.config = config
-        self.spend_check = spend_check
+        self.guard = guard
         self._cancel = threading.Event()
         self.stop_reason: str | None = None
         self._lock = threading.Lock()
@@ -93,6 +94,8 @@ class Engine:
                 spec_path=str(Path(plan.spec_path).resolve()),
                 provider=plan.provider,
                 runs_dir=str(self.config.runs_root.resolve()),
+                forecast_usd=plan.forecast_usd,
+                schedule=self.config.schedule,
             )
         done = {t.task_id for t in self.journal.tasks(run_id) if t.status == TASK_DONE}
         initial: list[tuple[str, str, str]] = []
@@ -133,8 +136,8 @@ class Engine:
             while any(w.is_alive() for w in workers):
                 for w in workers:
                     w.join(timeout=0.1)
-                if self.spend_check is not None and not self.stopping:
-                    reason = self.spend_check()
+                if self.guard is not None and not self.stopping:
+                    reason = self.guard.check()
                     if reason:
                         self.request_stop(f"capped: {reason}")
         finally:
@@ -150,6 +153,8 @@ class Engine:
             if self.stopping:
                 continue
             self._fail(run_id, pt.task.id, reason or "no machine could run it")
+        if self.guard is not None:
+            self.guard.spend()  # the ledger's final figure, now that every machine is released
         status = self._final_status()
         self.journal.set_run_status(run_id, status, self.stop_reason)
         self.reporter.event(RunEnded(run_id, status))
@@ -186,7 +191,8 @@ class Engine:
                 token,
                 machine.id,
                 instance_type=machine.instance_type,
-                hourly_usd=machine.hourly_usd,
+                # The plan's price when the provider does not know one (ssh hosts, fakes).
+                hourly_usd=machine.hourly_usd or slot.launch.hourly_usd,
             )
             self.reporter.event(MachineEvent(slot.name, "acquired", machine.id))
             transport = self.provider.connect(machine)

@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from infra.provider import LaunchRequest, MachineRequest, Provider
+from orchestrator.cost import PriceSource
 from orchestrator.errors import BudgetError
 from orchestrator.matrix import Task, expand
 from orchestrator.spec import Experiment
@@ -111,6 +112,7 @@ def make_plan(
     offers: list[MachineOffer],
     history: Callable[[str, str], list[float]] | None = None,
     now: datetime,
+    prices: PriceSource | None = None,
     enforce_budget: bool = True,
 ) -> Plan:
     """Place every task on the machines offered and forecast the cost.
@@ -164,6 +166,14 @@ def make_plan(
         if offer.request.name not in used:
             continue
         launch = provider.prepare(offer.request)
+        if prices is not None and offer.request.instance_types:
+            price = prices.hourly_usd(
+                offer.request.instance_types[0],
+                offer.request.region or "us-east-1",
+                spot=offer.request.spot != "no",
+            )
+            if price is not None:
+                launch = replace(launch, hourly_usd=price)
         boot = BOOT_MINUTES * 60 if launch.hourly_usd > 0 else 0.0
         h = (seconds[offer.request.name] + boot) / 3600
         cap_h = exp.budget.max_hours

@@ -11,7 +11,7 @@ import json
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +21,15 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     id TEXT PRIMARY KEY, name TEXT NOT NULL, spec_path TEXT NOT NULL, provider TEXT NOT NULL,
     runs_dir TEXT NOT NULL, status TEXT NOT NULL, created_at REAL NOT NULL, ended_at REAL,
-    detail TEXT
+    detail TEXT, forecast_usd REAL, schedule TEXT
+);
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY, spec_path TEXT NOT NULL, cron TEXT NOT NULL,
+    budget_month_usd REAL, created_at REAL NOT NULL, last_fire REAL, runs_dir TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS schedule_events (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, schedule TEXT NOT NULL, t REAL NOT NULL,
+    fire_time REAL NOT NULL, outcome TEXT NOT NULL, run_id TEXT, reason TEXT
 );
 CREATE TABLE IF NOT EXISTS machines (
     token INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, name TEXT NOT NULL,
@@ -57,6 +65,8 @@ class RunRow:
     created_at: float
     ended_at: float | None
     detail: str | None
+    forecast_usd: float | None = None
+    schedule: str | None = None
 
 
 @dataclass(frozen=True)
@@ -96,8 +106,9 @@ class TaskRow:
 class Journal:
     """Thread-safe access to the state database (one connection, one lock)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
+        self._now = clock  # injected so spend and deadlines can be tested without waiting
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
@@ -106,8 +117,8 @@ class Journal:
         self._db.executescript(_SCHEMA)
 
     @classmethod
-    def in_dir(cls, state_dir: Path) -> Journal:
-        return cls(Path(state_dir) / "journal.sqlite")
+    def in_dir(cls, state_dir: Path, *, clock: Callable[[], float] = time.time) -> Journal:
+        return cls(Path(state_dir) / "journal.sqlite", clock=clock)
 
     def close(self) -> None:
         self._db.close()
@@ -119,16 +130,39 @@ class Journal:
 
     # ---------------------------------------------------------------- runs
     def create_run(
-        self, run_id: str, *, name: str, spec_path: str, provider: str, runs_dir: str
+        self,
+        run_id: str,
+        *,
+        name: str,
+        spec_path: str,
+        provider: str,
+        runs_dir: str,
+        forecast_usd: float | None = None,
+        schedule: str | None = None,
     ) -> None:
         with self._tx() as db:
             db.execute(
-                "INSERT INTO runs VALUES (?,?,?,?,?,?,?,NULL,NULL)",
-                (run_id, name, spec_path, provider, runs_dir, "running", time.time()),
+                "INSERT INTO runs (id, name, spec_path, provider, runs_dir, status, created_at, "
+                "forecast_usd, schedule) VALUES (?,?,?,?,?,?,?,?,?)",
+                (
+                    run_id,
+                    name,
+                    spec_path,
+                    provider,
+                    runs_dir,
+                    "running",
+                    self._now(),
+                    forecast_usd,
+                    schedule,
+                ),
             )
 
+    def run_forecast(self, run_id: str) -> float | None:
+        run = self.run(run_id)
+        return run.forecast_usd if run else None
+
     def set_run_status(self, run_id: str, status: str, detail: str | None = None) -> None:
-        ended = None if status in RUN_ACTIVE else time.time()
+        ended = None if status in RUN_ACTIVE else self._now()
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET status=?, ended_at=?, detail=? WHERE id=?",
@@ -154,7 +188,7 @@ class Journal:
             cur = db.execute(
                 "INSERT INTO machines (run_id, name, provider, status, requested_at) "
                 "VALUES (?,?,?,?,?)",
-                (run_id, name, provider, "requested", time.time()),
+                (run_id, name, provider, "requested", self._now()),
             )
             return int(cur.lastrowid or 0)
 
@@ -165,11 +199,11 @@ class Journal:
             db.execute(
                 "UPDATE machines SET machine_id=?, instance_type=?, hourly_usd=?, "
                 "status='running', acquired_at=? WHERE token=?",
-                (machine_id, instance_type, hourly_usd, time.time(), token),
+                (machine_id, instance_type, hourly_usd, self._now(), token),
             )
 
     def machine_status(self, token: int, status: str, detail: str | None = None) -> None:
-        released = time.time() if status in ("released", "failed") else None
+        released = self._now() if status in ("released", "failed") else None
         with self._tx() as db:
             db.execute(
                 "UPDATE machines SET status=?, detail=COALESCE(?, detail), "
@@ -216,7 +250,7 @@ class Journal:
             db.execute(
                 "UPDATE tasks SET status='running', started_at=?, job=?, exit_code=NULL "
                 "WHERE run_id=? AND task_id=?",
-                (time.time(), json.dumps(job), run_id, task_id),
+                (self._now(), json.dumps(job), run_id, task_id),
             )
 
     def task_ended(
@@ -233,7 +267,7 @@ class Journal:
             db.execute(
                 "UPDATE tasks SET status=?, exit_code=?, ended_at=?, wall_s=?, detail=? "
                 "WHERE run_id=? AND task_id=?",
-                (status, exit_code, time.time(), wall_s, detail, run_id, task_id),
+                (status, exit_code, self._now(), wall_s, detail, run_id, task_id),
             )
 
     def tasks(self, run_id: str) -> list[TaskRow]:
@@ -258,5 +292,89 @@ class Journal:
         with self._tx() as db:
             db.execute(
                 "INSERT INTO events (run_id, t, kind, payload) VALUES (?,?,?,?)",
-                (run_id, time.time(), kind, json.dumps(payload, default=str)),
+                (run_id, self._now(), kind, json.dumps(payload, default=str)),
             )
+
+
+@dataclass(frozen=True)
+class ScheduleRow:
+    name: str
+    spec_path: str
+    cron: str
+    budget_month_usd: float | None
+    created_at: float
+    last_fire: float | None
+    runs_dir: str
+
+
+class ScheduleStore:
+    """The schedules table: what to run when, and what each firing decided."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.journal = journal
+
+    def add(self, row: ScheduleRow) -> None:
+        with self.journal._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
+                (
+                    row.name,
+                    row.spec_path,
+                    row.cron,
+                    row.budget_month_usd,
+                    row.created_at,
+                    row.last_fire,
+                    row.runs_dir,
+                ),
+            )
+
+    def remove(self, name: str) -> bool:
+        with self.journal._tx() as db:
+            return db.execute("DELETE FROM schedules WHERE name=?", (name,)).rowcount > 0
+
+    def all(self) -> list[ScheduleRow]:
+        with self.journal._tx() as db:
+            rows = db.execute("SELECT * FROM schedules ORDER BY name").fetchall()
+        return [ScheduleRow(**dict(r)) for r in rows]
+
+    def get(self, name: str) -> ScheduleRow | None:
+        return next((s for s in self.all() if s.name == name), None)
+
+    def fired(self, name: str, fire_time: float) -> None:
+        with self.journal._tx() as db:
+            db.execute("UPDATE schedules SET last_fire=? WHERE name=?", (fire_time, name))
+
+    def record(
+        self, name: str, *, fire_time: float, outcome: str, run_id: str | None, reason: str | None
+    ) -> None:
+        with self.journal._tx() as db:
+            db.execute(
+                "INSERT INTO schedule_events (schedule, t, fire_time, outcome, run_id, reason) "
+                "VALUES (?,?,?,?,?,?)",
+                (name, self.journal._now(), fire_time, outcome, run_id, reason),
+            )
+
+    def history(self, name: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT * FROM schedule_events"
+        args: tuple[str, ...] = ()
+        if name:
+            query, args = query + " WHERE schedule=?", (name,)
+        with self.journal._tx() as db:
+            return [dict(r) for r in db.execute(query + " ORDER BY id", args).fetchall()]
+
+    def month_spend(self, name: str, month_start: float) -> float:
+        """What runs started by this schedule since ``month_start`` have cost so far."""
+        with self.journal._tx() as db:
+            row = db.execute(
+                "SELECT COALESCE(SUM(m.spend_usd), 0) FROM machines m JOIN runs r "
+                "ON m.run_id = r.id WHERE r.schedule=? AND r.created_at >= ?",
+                (name, month_start),
+            ).fetchone()
+        return float(row[0])
+
+    def active_run(self, name: str) -> str | None:
+        with self.journal._tx() as db:
+            row = db.execute(
+                "SELECT id FROM runs WHERE schedule=? AND status='running' LIMIT 1", (name,)
+            ).fetchone()
+        return str(row[0]) if row else None

@@ -1,0 +1,91 @@
+"""``status``, ``logs`` and ``down``: looking at runs, and finishing them, from the journal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from rich.table import Table
+
+from orchestrator.cli.run import console
+from orchestrator.errors import UnknownRun
+from orchestrator.paths import RunPaths
+from orchestrator.state import Journal
+from orchestrator.summary import summarize
+from orchestrator.ui import render_summary
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    journal = Journal.in_dir(args.state_dir)
+    out = console()
+    if args.run:
+        if journal.run(args.run) is None:
+            raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
+        summary = summarize(journal, args.run)
+        if args.json:
+            print(json.dumps(summary.to_json(), indent=2))
+        else:
+            render_summary(summary, out)
+        return 0
+    runs = journal.runs(limit=args.limit)
+    if args.json:
+        print(json.dumps([r.__dict__ for r in runs], indent=2))
+        return 0
+    table = Table(title=f"runs ({journal.path})")
+    for col in ("run", "status", "provider", "started", "tasks", "machines held"):
+        table.add_column(col)
+    for r in runs:
+        tasks = journal.tasks(r.id)
+        done = sum(1 for t in tasks if t.status == "done")
+        held = sum(1 for m in journal.machines(r.id) if m.status in ("requested", "running"))
+        started = datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(r.id, r.status, r.provider, started, f"{done}/{len(tasks)}", str(held))
+    out.print(table)
+    return 0
+
+
+def cmd_logs(args: argparse.Namespace) -> int:
+    journal = Journal.in_dir(args.state_dir)
+    row = journal.run(args.run)
+    if row is None:
+        raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
+    paths = RunPaths(Path(row.runs_dir) / args.run)
+    task_ids = [args.task] if args.task else [t.task_id for t in journal.tasks(args.run)]
+    offsets = dict.fromkeys(task_ids, 0)
+    while True:
+        for tid in task_ids:
+            log = paths.task_log(tid)
+            if not log.exists():
+                continue
+            with open(log, encoding="utf-8", errors="replace") as fh:
+                fh.seek(offsets[tid])
+                text = fh.read()
+                offsets[tid] = fh.tell()
+            for line in text.splitlines():
+                sys.stdout.write(f"{tid} | {line}\n" if len(task_ids) > 1 else line + "\n")
+        sys.stdout.flush()
+        run = journal.run(args.run)
+        if not args.follow or run is None or run.status not in ("running",):
+            return 0
+        time.sleep(0.5)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    """Stop a run's trainers and release its machines, from the journal alone."""
+    from orchestrator.teardown import down_run
+
+    journal = Journal.in_dir(args.state_dir)
+    if journal.run(args.run) is None:
+        raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
+    receipt = down_run(journal, args.run, state_dir=args.state_dir)
+    if args.json:
+        print(json.dumps(receipt, indent=2))
+    else:
+        for line in receipt["actions"]:
+            print(line)
+        print(f"run {args.run}: {receipt['status']}")
+    return 0

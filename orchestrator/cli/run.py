@@ -1,0 +1,176 @@
+"""``plan`` and ``run``: an experiment file in, a plan or a finished run out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+
+from infra.errors import OrchestrateError
+from infra.provider import Provider
+from orchestrator.cost import CostGuard, load_catalog
+from orchestrator.engine import Engine, EngineConfig
+from orchestrator.errors import RunInterrupted, UnknownRun
+from orchestrator.events import TeeReporter
+from orchestrator.paths import RunPaths
+from orchestrator.plan import Plan, make_plan
+from orchestrator.providers import build_provider
+from orchestrator.specfile import load_experiment
+from orchestrator.state import Journal
+from orchestrator.summary import RunSummary
+from orchestrator.ui import FileReporter, JsonReporter, RichReporter, render_plan, render_summary
+
+
+def console() -> Console:
+    return Console(highlight=False)
+
+
+def new_run_id(name: str, now: datetime) -> str:
+    return f"{name}-{now:%Y%m%d-%H%M%S}-{uuid.uuid4().hex[:4]}"
+
+
+def _trainers_src() -> Path:
+    """Where the trainers package lives, to ship it; found by name, never imported here.
+
+    ``ORCHESTRATE_TRAINERS_SRC`` points elsewhere (tests ship a stand-in; developers a branch).
+    """
+    import importlib.util
+
+    if os.environ.get("ORCHESTRATE_TRAINERS_SRC"):
+        return Path(os.environ["ORCHESTRATE_TRAINERS_SRC"])
+
+    spec = importlib.util.find_spec("trainers")
+    if spec is None or not spec.submodule_search_locations:
+        raise OrchestrateError("the trainers package is not installed next to orchestrate")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def build_plan(args: argparse.Namespace, journal: Journal, run_id: str) -> tuple[Plan, Provider]:
+    exp = load_experiment(Path(args.file))
+    now = datetime.now(UTC)
+    setup = build_provider(
+        exp, run_id=run_id, state_dir=args.state_dir, local=getattr(args, "local", False), now=now
+    )
+    catalog = load_catalog(args.state_dir)
+    warning = catalog.staleness_warning(now.date()) if exp.provider == "aws" else None
+    if warning:
+        print(f"warning: {warning}", file=sys.stderr)
+    plan = make_plan(
+        exp,
+        spec_path=args.file,
+        run_id=run_id,
+        provider=setup.provider,
+        offers=setup.offers,
+        history=journal.past_wall_s,
+        now=now,
+        prices=None if exp.provider == "local" or getattr(args, "local", False) else catalog,
+    )
+    return plan, setup.provider
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    journal = Journal.in_dir(args.state_dir)
+    plan, _ = build_plan(args, journal, run_id="(plan)")
+    if args.json:
+        print(json.dumps(plan.to_json(), indent=2, default=str))
+    else:
+        render_plan(plan, console())
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    summary = execute_run(args)
+    if summary is None:  # --dry-run
+        return 0
+    if summary.status == "interrupted":
+        raise RunInterrupted(summary.run_id, args.file)
+    return {"done": 0, "failed": 1, "capped": 3}.get(summary.status, 1)
+
+
+def execute_run(args: argparse.Namespace) -> RunSummary | None:
+    """Plan and run ``args.file`` (or resume ``args.resume``); None for ``--dry-run``."""
+    journal = Journal.in_dir(args.state_dir)
+    if args.resume:
+        row = journal.run(args.resume)
+        if row is None:
+            raise UnknownRun(f"no run {args.resume!r} in {journal.path}; see `orchestrate status`")
+        run_id = args.resume
+        args.runs_dir = Path(row.runs_dir)
+    else:
+        run_id = new_run_id(load_experiment(Path(args.file)).name, datetime.now(UTC))
+    plan, provider = build_plan(args, journal, run_id)
+    out = console()
+    if args.dry_run:
+        if args.json:
+            print(json.dumps(plan.to_json(), indent=2, default=str))
+        else:
+            render_plan(plan, out)
+        return None
+    paths = RunPaths(Path(args.runs_dir) / run_id)
+    file_reporter = FileReporter(paths.run_log)
+    screen = JsonReporter() if args.json else RichReporter(out)
+    engine = Engine(
+        provider=provider,
+        journal=journal,
+        reporter=TeeReporter(file_reporter, screen),
+        config=EngineConfig(
+            runs_root=Path(args.runs_dir),
+            trainers_src=_trainers_src(),
+            data_dir=args.data_dir or plan.experiment.data_dir,
+            schedule=getattr(args, "schedule_name", None),
+        ),
+        guard=CostGuard(journal, run_id, cap_usd=plan.experiment.budget.max_usd),
+    )
+    previous = _install_signal_handlers(engine)
+    try:
+        summary = engine.run(plan, resume=bool(args.resume))
+    finally:
+        _restore_signal_handlers(previous)
+        file_reporter.close()
+    if args.json:
+        print(json.dumps({"event": "summary", **summary.to_json()}))
+    else:
+        render_summary(summary, out)
+    return summary
+
+
+def run_args(
+    file: str, *, state_dir: Path, runs_dir: Path, **overrides: object
+) -> argparse.Namespace:
+    """The Namespace ``execute_run`` expects, for callers that are not the command line."""
+    values: dict[str, object] = {
+        "file": file,
+        "state_dir": state_dir,
+        "runs_dir": runs_dir,
+        "local": False,
+        "dry_run": False,
+        "resume": None,
+        "json": False,
+        "data_dir": None,
+        "schedule_name": None,
+    }
+    values.update(overrides)
+    return argparse.Namespace(**values)
+
+
+def _install_signal_handlers(engine: Engine) -> dict[int, object]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        engine.request_stop(f"interrupted by {signal.Signals(signum).name}")
+
+    previous: dict[int, object] = {}
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        previous[sig] = signal.signal(sig, handler)
+    return previous
+
+
+def _restore_signal_handlers(previous: dict[int, object]) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)  # type: ignore[arg-type]
