@@ -1,0 +1,392 @@
+"""AwsProvider: EC2 machines behind the Provider contract.
+
+``prepare`` reads catalogs (image resolution, default VPC) and builds the exact calls;
+``acquire`` makes the run's key pair and security group (once per run), launches with fallback
+(spot, then on-demand; each instance type; each zone), waits until SSH answers with the pinned
+host key, and on any failure after creation terminates what it made. Retrying ``acquire`` with
+the same token finds the machine the first try made (``orchestrate:token`` tag, and EC2's own
+``ClientToken``) instead of launching a second one.
+
+Clients are injected (``ec2=``, ``ssm=``, ``session=``) or created lazily from a profile and
+region; ``transport_factory`` turns an ``Address`` into a ``Transport`` (SSH in production, a
+fake in unit tests); ``clock`` and ``sleep`` are seams so waits cost no time in tests.
+"""
+
+from __future__ import annotations
+
+import getpass
+import importlib
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, cast
+
+from ami.resolve import ImageNotFound, ImageRef, resolve_image
+from ami.spec import ImageSpec
+from ami.userdata import HostKey, UserDataError, render_user_data
+from infra.aws import launch as launching
+from infra.aws.errors import aws_errors
+from infra.aws.gc import Receipt, ReceiptItem, Sweeper, list_ours
+from infra.aws.hostkeys import HostKeySource, generate_ed25519
+from infra.aws.requests import (
+    TAG_SETUP,
+    TAG_USER,
+    cloud_name,
+    create_security_group_kwargs,
+    import_key_pair_kwargs,
+    redact,
+    resource_tags,
+    ssh_ingress,
+)
+from infra.errors import ProviderError
+from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
+from infra.transport.base import Transport
+
+if TYPE_CHECKING:
+    import boto3.session
+    from mypy_boto3_ec2 import EC2Client
+    from mypy_boto3_ssm import SSMClient
+
+    from infra.aws.bake import BakedImage
+
+TransportFactory = Callable[[Address], Transport]
+
+
+class Clock(Protocol):
+    """Wall time for tags and deadlines, monotonic time for waits."""
+
+    def now(self) -> datetime: ...
+
+    def monotonic(self) -> float: ...
+
+
+class PriceLookup(Protocol):
+    """The slice of the orchestrator's ``PriceSource`` this provider uses."""
+
+    def hourly_usd(self, instance_type: str, region: str, spot: bool) -> float: ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True)
+class Waits:
+    """How long launch and teardown wait, and how often they look."""
+
+    launch_timeout_s: float = 900.0  # running + host key + SSH; a cold DL AMI takes ~3-5 min
+    poll_s: float = 5.0
+    ssh_attempt_timeout_s: float = 20.0
+    ssh_backoff_max_s: float = 20.0
+    teardown_timeout_s: float = 600.0
+
+
+def default_owner() -> str:
+    """``user@host`` of whoever launches, for ``orchestrate:owner``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
+def ssh_transport_factory(address: Address) -> Transport:
+    """The production transport: ``infra.transport.ssh.SshTransport`` (imported lazily)."""
+    module = importlib.import_module("infra.transport.ssh")
+    return cast(Transport, module.SshTransport(address))
+
+
+class AwsProvider:
+    """EC2 behind the Provider contract (see ``infra.provider.Provider`` for the rules)."""
+
+    name = "aws"
+
+    def __init__(
+        self,
+        *,
+        state_dir: Path,
+        session: boto3.session.Session | None = None,
+        ec2: EC2Client | None = None,
+        ssm: SSMClient | None = None,
+        region: str | None = None,
+        profile: str | None = None,
+        ssh_cidr: str | None = None,
+        allow_open_ssh: bool = False,
+        owner: str | None = None,
+        host_keys: HostKeySource | None = None,
+        inject_host_key: bool = True,
+        prefer_baked: bool = True,
+        clock: Clock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        transport_factory: TransportFactory | None = None,
+        prices: PriceLookup | None = None,
+        waits: Waits | None = None,
+    ) -> None:
+        self._session = session
+        self._ec2 = ec2
+        self._ssm = ssm
+        self._profile = profile
+        self._region = region
+        self.ssh_cidr = ssh_cidr
+        self.allow_open_ssh = allow_open_ssh
+        self.owner = owner or default_owner()
+        self.state_dir = state_dir
+        self._host_keys = host_keys
+        self.inject_host_key = inject_host_key
+        self.prefer_baked = prefer_baked
+        self.clock: Clock = clock or SystemClock()
+        self.sleep = sleep
+        self.transport_factory: TransportFactory = transport_factory or ssh_transport_factory
+        self.prices = prices
+        self.waits = waits or Waits()
+        self._images: dict[ImageSpec, ImageRef] = {}
+        self.type_cache: dict[str, tuple[int, int]] = {}
+        # Machines of one run are acquired in parallel; they share one key pair and one SG.
+        self.lock = threading.Lock()
+
+    # ------------------------------------------------------------------ clients
+    @property
+    def region(self) -> str:
+        """The region every call goes to (given, or the session's / client's own)."""
+        if self._region:
+            return self._region
+        if self._ec2 is not None:
+            self._region = self._ec2.meta.region_name
+        else:
+            self._region = self._boto_session().region_name
+        return self._region
+
+    def _boto_session(self) -> boto3.session.Session:
+        if self._session is None:
+            from infra.aws.session import make_session
+
+            self._session = make_session(profile=self._profile, region=self._region)
+        return self._session
+
+    @property
+    def ec2(self) -> EC2Client:
+        if self._ec2 is None:
+            from infra.aws.session import ec2_client
+
+            self._ec2 = ec2_client(self._boto_session())
+        return self._ec2
+
+    @property
+    def ssm(self) -> SSMClient:
+        if self._ssm is None:
+            from infra.aws.session import ssm_client
+
+            self._ssm = ssm_client(self._boto_session())
+        return self._ssm
+
+    @property
+    def host_keys(self) -> HostKeySource:
+        if self._host_keys is None:
+            from infra.aws.hostkeys import ConsoleHostKeys
+
+            self._host_keys = ConsoleHostKeys(self.ec2)
+        return self._host_keys
+
+    def key_path(self, run_id: str) -> Path:
+        """Where the run's private login key lives (0600; deleted by ``teardown_run``)."""
+        return self.state_dir / "keys" / f"{cloud_name(run_id)}.pem"
+
+    # ------------------------------------------------------------------ images
+    def resolve_image(self, spec: ImageSpec) -> ImageRef:
+        """The image ``spec`` launches from here: a baked one if preferred and present.
+
+        Raises:
+            ProviderError: no rule of the spec finds an image in this region.
+        """
+        if spec in self._images:
+            return self._images[spec]
+        ref: ImageRef | None = None
+        if self.prefer_baked and spec.ami_id is None:
+            from infra.aws.bake import find_baked
+
+            ref = find_baked(self.ec2, spec, region=self.region)
+        if ref is None:
+            try:
+                with aws_errors(region=self.region):
+                    ref = resolve_image(spec, region=self.region, ec2=self.ec2, ssm=self.ssm)
+            except ImageNotFound as exc:
+                raise ProviderError(f"{exc}; check `orchestrate ami list` and the region") from exc
+        self._images[spec] = ref
+        return ref
+
+    # ------------------------------------------------------------------ Provider
+    def prepare(self, req: MachineRequest) -> LaunchRequest:
+        """The calls ``acquire`` will make for ``req``; reads catalogs, creates nothing.
+
+        Secrets are not in the result: the login key and the host key are generated by
+        ``acquire``, so ``UserData`` and ``PublicKeyMaterial`` appear as placeholders.
+
+        Raises:
+            ProviderError: the request lacks an image, instance types or a deadline, names
+                another region, or the SSH CIDR is missing or open to the world.
+        """
+        plan = launching.plan_launch(self, req)
+        first = plan.candidates[0]
+        run_kwargs = redact(plan.run_kwargs(first, user_data=f"<cloud-config: {plan.timer}>"))
+        run_kwargs["ClientToken"] = "<acquire token + candidate>"
+        calls = (
+            ApiCall(
+                "ec2.import_key_pair",
+                import_key_pair_kwargs(
+                    req.run_id, "<ed25519 public key generated at launch>", plan.tags
+                )
+                | {"PublicKeyMaterial": "<ed25519 public key generated at launch>"},
+            ),
+            ApiCall(
+                "ec2.create_security_group",
+                create_security_group_kwargs(req.run_id, "<default VPC>", plan.tags),
+            ),
+            ApiCall(
+                "ec2.authorize_security_group_ingress",
+                {"GroupId": "<from create_security_group>", "IpPermissions": plan.ingress},
+            ),
+            ApiCall("ec2.run_instances", run_kwargs),
+        )
+        price = self.price(first.instance_type, first.spot)
+        # Fallback order with zones folded: "g4dn.xlarge spot -> g4dn.xlarge on-demand".
+        order = list(
+            dict.fromkeys(replace(c, zone=None, subnet_id=None).label for c in plan.candidates)
+        )
+        zones = sorted({c.zone for c in plan.candidates if c.zone})
+        summary = (
+            f"{' -> '.join(order)} (each across {len(zones)} zone(s)) in {self.region}, "
+            f"from {plan.image.ami_id} ({plan.image.name}), {plan.timer}"
+        )
+        return LaunchRequest("aws", req, calls, price, summary)
+
+    def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
+        """Launch (or find, for a retried ``token``) one machine and wait until SSH answers.
+
+        Raises:
+            CapacityError: every candidate type/zone/market was out of capacity.
+            QuotaError: an account quota blocks the launch (names the quota to raise).
+            CredentialsError: no usable credentials.
+            LaunchTimeout: the machine did not answer in time; it has been terminated.
+        """
+        return launching.acquire(self, launch.request, token=token)
+
+    def release(self, machine_id: str) -> None:
+        """Request termination; an unknown or already-terminated id returns silently."""
+        try:
+            with aws_errors(region=self.region):
+                self.ec2.terminate_instances(InstanceIds=[machine_id])
+        except ProviderError as exc:
+            cause = exc.__cause__
+            code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
+            if code in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+                return
+            raise
+
+    def owned(self, *, run_id: str | None = None) -> list[Machine]:
+        """Every live instance carrying our tags (of ``run_id`` when given)."""
+        machines = []
+        for resource in list_ours(self.ec2, region=self.region, run_id=run_id):
+            if resource.kind == "instance":
+                machines.append(launching.describe_machine(self, resource.id))
+        return [m for m in machines if m is not None]
+
+    def connect(self, machine: Machine) -> Transport:
+        """A transport to ``machine`` with its host key pinned."""
+        if machine.address is None:
+            raise ProviderError(f"machine {machine.id} has no address (not running?)")
+        return self.transport_factory(machine.address)
+
+    # ------------------------------------------------------------------ images (ComputeWithImages)
+    def find_image(self, spec: ImageSpec) -> ImageRef | None:
+        """The newest baked image of exactly ``spec`` in this region, or None."""
+        from infra.aws.bake import find_baked
+
+        return find_baked(self.ec2, spec, region=self.region)
+
+    def bake_image(
+        self, spec: ImageSpec, *, run_id: str, instance_type: str, deadline: datetime, token: str
+    ) -> ImageRef:
+        """Bake ``spec`` here (see ``infra.aws.bake.bake`` for the contract)."""
+        from infra.aws.bake import bake
+
+        return bake(
+            self, spec, run_id=run_id, instance_type=instance_type, deadline=deadline, token=token
+        )
+
+    def list_images(self) -> list[BakedImage]:
+        """Every baked image of ours in this region, newest first."""
+        from infra.aws.bake import list_baked
+
+        return list_baked(self.ec2, region=self.region)
+
+    # ------------------------------------------------------------------ teardown
+    def teardown_run(self, run_id: str) -> Receipt:
+        """Terminate every instance of ``run_id`` and wait, then delete its SG and key pair.
+
+        Idempotent: a second call finds nothing and returns an empty receipt (plus the local
+        key file's state). The receipt's ``ok`` is False if anything is left behind.
+        """
+        found = list_ours(self.ec2, region=self.region, run_id=run_id)
+        sweeper = Sweeper(
+            self.ec2,
+            region=self.region,
+            sleep=self.sleep,
+            monotonic=self.clock.monotonic,
+            timeout_s=self.waits.teardown_timeout_s,
+            poll_s=self.waits.poll_s,
+        )
+        receipt = sweeper.remove([(r, "teardown") for r in found])
+        key = self.key_path(run_id)
+        items = list(receipt.items)
+        if key.exists():
+            key.unlink()
+            items.append(ReceiptItem("local-key", str(key), run_id, "deleted", "teardown"))
+        return replace(receipt, items=tuple(items))
+
+    # ------------------------------------------------------------------ helpers
+    def price(self, instance_type: str, spot: bool) -> float:
+        if self.prices is None:
+            return 0.0
+        return self.prices.hourly_usd(instance_type, self.region, spot)
+
+    def render_user_data(self, req: MachineRequest, host_key: HostKey | None) -> str:
+        """The cloud-config for one machine of ``req`` (deadline timer, pinned host key)."""
+        if req.deadline is None:
+            raise ProviderError(
+                "an AWS machine needs a deadline (the instance's own shutdown timer)"
+            )
+        try:
+            return render_user_data(deadline=req.deadline, host_key=host_key)
+        except UserDataError as exc:
+            raise ProviderError(str(exc)) from exc
+
+    def tags_for(self, req: MachineRequest, image: ImageRef, spec: ImageSpec) -> dict[str, str]:
+        """Instance and volume tags: ours, the plan's, the login user, whether setup is due."""
+        tags = resource_tags(
+            run_id=req.run_id,
+            owner=self.owner,
+            deadline=req.deadline,
+            machine=req.name,
+            extra=req.tags,
+        )
+        tags[TAG_USER] = spec.user
+        tags[TAG_SETUP] = "baked" if image.source.startswith("baked:") else "needed"
+        return tags
+
+    def ingress(self) -> list[dict[str, Any]]:
+        """The SSH rule for the run's security group (refuses an open CIDR)."""
+        return ssh_ingress(self.ssh_cidr, allow_open_ssh=self.allow_open_ssh)
+
+    def new_host_key(self) -> HostKey | None:
+        """A fresh injected host key, or None when pinning from console output."""
+        return generate_ed25519() if self.inject_host_key else None
