@@ -9,8 +9,10 @@ fetched, then machines are released.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shlex
 import shutil
 import threading
 import time
@@ -22,10 +24,12 @@ from infra.provider import Machine, Provider
 from infra.transport.base import Job, Transport
 from orchestrator.cost import CostGuard
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent, TaskOutput
+from orchestrator.matrix import with_python_on_path
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
 from orchestrator.state import TASK_DONE, Journal
 from orchestrator.summary import RunSummary, summarize
+from orchestrator.workdir import WorkdirSelection
 
 _POLL_FIRST_S = 0.01  # start polling fast so short tasks finish without a fixed delay ...
 _POLL_MAX_S = 0.5  # ... and back off so long ones cost little
@@ -40,6 +44,7 @@ class EngineConfig:
     poll_max_s: float = _POLL_MAX_S
     task_timeout_s: float | None = None
     schedule: str | None = None  # the schedule that started this run, for its period budget
+    workdir: WorkdirSelection | None = None  # shipped to every machine for ``run:`` jobs
 
 
 class Engine:
@@ -63,7 +68,8 @@ class Engine:
         self.stop_reason: str | None = None
         self._lock = threading.Lock()
         self._queue: list[PlannedTask] = []
-        self._gpus_busy: dict[str, int] = {}
+        self._free_gpus: dict[str, list[int]] = {}
+        self._setup_locks: dict[tuple[str, str], threading.Lock] = {}
         self._dead: dict[str, str] = {}
         self._failed = False
 
@@ -201,8 +207,11 @@ class Engine:
             transport.put_tree(
                 self.config.trainers_src, f"{ws.code}/trainers", exclude=("__pycache__", "*.pyc")
             )
+            if self.config.workdir is not None:
+                wd = self.config.workdir
+                transport.put_tree(wd.root, ws.work, exclude=wd.exclude)
             self.reporter.event(MachineEvent(slot.name, "bootstrapped", ws.root))
-            self._gpus_busy[slot.name] = 0
+            self._free_gpus[slot.name] = list(range(max(slot.gpus, 0)))
             slots = [
                 threading.Thread(
                     target=self._slot_loop,
@@ -230,20 +239,22 @@ class Engine:
             elif slot.name not in self._dead:
                 self.journal.machine_status(token, "released", "never acquired")
 
-    def _next_task(self, slot: MachineSlot) -> PlannedTask | None:
-        """The next queued task this machine may run now; None when none is left for it."""
+    def _next_task(self, slot: MachineSlot) -> tuple[PlannedTask, int | None] | None:
+        """The next queued task this machine may run now, with the GPU index it gets; None
+        when no task is left for this machine."""
         while not self.stopping:
             with self._lock:
                 waiting = False
                 for i, pt in enumerate(self._queue):
                     if slot.name not in pt.machines:
                         continue
+                    gpu: int | None = None
                     if pt.task.device == "gpu":
-                        if self._gpus_busy[slot.name] >= max(slot.gpus, 0):
-                            waiting = True
+                        if not self._free_gpus[slot.name]:
+                            waiting = True  # one GPU task per GPU: wait for one to free up
                             continue
-                        self._gpus_busy[slot.name] += 1
-                    return self._queue.pop(i)
+                        gpu = self._free_gpus[slot.name].pop(0)
+                    return self._queue.pop(i), gpu
                 if not waiting:
                     return None
             time.sleep(0.05)
@@ -259,17 +270,18 @@ class Engine:
         paths: RunPaths,
     ) -> None:
         while True:
-            pt = self._next_task(slot)
-            if pt is None:
+            picked = self._next_task(slot)
+            if picked is None:
                 return
+            pt, gpu = picked
             try:
-                self._run_task(plan, pt, machine, transport, ws, paths)
+                self._run_task(plan, pt, machine, transport, ws, paths, gpu)
             except OrchestrateError as exc:
                 self._fail(plan.run_id, pt.task.id, str(exc).splitlines()[0])
             finally:
-                if pt.task.device == "gpu":
+                if gpu is not None:
                     with self._lock:
-                        self._gpus_busy[slot.name] -= 1
+                        self._free_gpus[slot.name].append(gpu)
 
     # ------------------------------------------------------------------ tasks
     def _run_task(
@@ -280,29 +292,37 @@ class Engine:
         transport: Transport,
         ws: Workspace,
         paths: RunPaths,
+        gpu: int | None,
     ) -> None:
         run_id, task = plan.run_id, pt.task
         out, log = ws.out(task.id), ws.log(task.id)
         argv = task.argv(python=machine.python, out=out, data_dir=self.config.data_dir)
         if task.trainer == "mnist":
             argv += ["--checkpoint-dir", ws.checkpoints(task.id)]
+        if (self.config.trainers_src / "measure.py").exists():
+            # Timing without cooperation: wall time, exit code and peak memory for any command.
+            argv = [machine.python, "-m", "trainers.measure", "--out", out, "--", *argv]
         env = {
             "PYTHONPATH": ws.code,
             "PYTHONUNBUFFERED": "1",
             "ORCHESTRATE_RUN": run_id,
             "ORCHESTRATE_TASK": task.id,
             "ORCHESTRATE_OUT": out,
+            "ORCHESTRATE_PARAMS": json.dumps(dict(task.params)),
+            # cpu tasks see no GPU (a cpu variant on a GPU machine); a gpu task sees its own.
+            "CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu),
         }
-        if task.device == "cpu":
-            env["CUDA_VISIBLE_DEVICES"] = ""  # a cpu variant on a GPU machine sees no GPU
         for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
             if key in os.environ and machine.provider == "local":
                 env[key] = os.environ[key]
-        transport.run(["mkdir", "-p", out])
+        started = f"{log}.started"  # outputs newer than this belong to this task
+        transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
+        if task.setup:
+            self._setup_once(machine, transport, ws, task.setup)
         local_dir = paths.task_dir(task.id)
         local_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        job = transport.start(argv, env=env, log=log, cwd=ws.code)
+        job = transport.start(argv, env=env, log=log, cwd=ws.work if task.is_script else ws.code)
         self.journal.task_started(
             run_id,
             task.id,
@@ -313,6 +333,9 @@ class Engine:
             transport, job, paths.task_log(task.id), task.id, t0
         )
         wall = time.monotonic() - t0
+        if task.outputs:
+            script = collect_outputs(ws.work, out, task.outputs, newer_than=started)
+            transport.run(["sh", "-c", script], check=False)
         transport.get_tree(out, local_dir)
         if stopped:
             status, detail = "stopped", self.stop_reason or "stopped"
@@ -329,6 +352,29 @@ class Engine:
             run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail
         )
         self.reporter.event(TaskEvent(task.id, status, detail or f"{wall:.1f}s"))
+
+    def _setup_once(
+        self, machine: Machine, transport: Transport, ws: Workspace, setup: str
+    ) -> None:
+        """Run a job's ``setup:`` once per machine: a marker named by the text's hash makes it
+        idempotent across tasks and runs; a lock keeps two slots from running it at once."""
+        digest = hashlib.sha256(setup.encode()).hexdigest()[:16]
+        with self._lock:
+            lock = self._setup_locks.setdefault((machine.id, digest), threading.Lock())
+        marker = f"{machine.workspace_root}/.setup-{digest}.done"
+        script = with_python_on_path(
+            machine.python,
+            f"test -e {shlex.quote(marker)} || {{ ( {setup} ) && touch {shlex.quote(marker)}; }}",
+        )
+        with lock:
+            result = transport.run(
+                ["sh", "-c", f"cd {shlex.quote(ws.work)} && {script}"],
+                check=False,
+                timeout_s=3600,
+            )
+        if not result.ok:
+            tail = (result.tail("stderr", 5) or result.tail("stdout", 5)).replace("\n", " | ")
+            raise TaskSetupFailed(f"setup failed (exit {result.exit_code}): {tail}")
 
     def _follow(
         self, transport: Transport, job: Job, local_log: Path, task_id: str, t0: float
@@ -364,3 +410,25 @@ def _last_line(path: Path) -> str:
     except OSError:
         return ""
     return lines[-1][:300] if lines else ""
+
+
+class TaskSetupFailed(OrchestrateError):
+    """A job's ``setup:`` command failed on a machine; its tasks there fail with the output."""
+
+
+def collect_outputs(work: str, out: str, patterns: tuple[str, ...], *, newer_than: str) -> str:
+    """A shell snippet copying ``outputs:`` globs from the workdir into ``out/outputs/``.
+
+    Only files written since the task started are taken, so tasks sharing a workdir do not
+    pick up each other's files. Patterns are validated in the spec (no spaces or shell
+    syntax), so they expand unquoted.
+    """
+    dest = shlex.quote(f"{out}/outputs")
+    marker = shlex.quote(newer_than)
+    lines = [f"cd {shlex.quote(work)} || exit 0"]
+    for pattern in patterns:
+        lines.append(
+            f'for f in {pattern}; do [ -e "$f" ] && [ "$f" -nt {marker} ] || continue; '
+            f'mkdir -p {dest}/"$(dirname "$f")"; cp -a "$f" {dest}/"$f"; done'
+        )
+    return "\n".join(lines)

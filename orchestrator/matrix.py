@@ -7,8 +7,10 @@ vary inside the job (``-lr0.01``, ``-h300x100``), so ids only grow when the matr
 from __future__ import annotations
 
 import itertools
+import re
+import shlex
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from orchestrator.spec import Experiment, Job
@@ -38,9 +40,18 @@ class Task:
     framework: str
     device: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    command: str | None = None  # ``run:`` jobs: the shell command, params substituted
+    setup: str | None = None
+    outputs: tuple[str, ...] = ()
+
+    @property
+    def is_script(self) -> bool:
+        return self.command is not None
 
     def argv(self, *, python: str, out: str, data_dir: str | None) -> list[str]:
         """The trainer command line of ARCHITECTURE.md's process contract."""
+        if self.command is not None:
+            return ["sh", "-c", with_python_on_path(python, self.command)]
         argv = [python, "-m", f"trainers.{self.trainer}"]
         argv += ["--framework", self.framework, "--device", self.device, "--out", out]
         for key, value in self.params.items():
@@ -61,8 +72,43 @@ def _fmt(axis: str, value: Any) -> str:
     return f"{_SHORT[axis]}{value:g}" if isinstance(value, float) else f"{_SHORT[axis]}{value}"
 
 
+def _id_part(key: str, value: Any) -> str:
+    text = f"{key}{value:g}" if isinstance(value, float) else f"{key}{value}"
+    return re.sub(r"[^A-Za-z0-9._]+", "_", text)
+
+
+def expand_script_job(job: Job, index: int) -> list[Task]:
+    """``run:`` jobs: the cross product of ``params`` and ``device``, values shell-quoted."""
+    assert job.run is not None
+    names = list(job.params)
+    tasks: list[Task] = []
+    for device in job.device:
+        for combo in itertools.product(*(job.params[n] for n in names)):
+            values = dict(zip(names, combo, strict=True))
+            varying = [_id_part(n, values[n]) for n in names if len(job.params[n]) > 1]
+            task_id = "-".join([job.name or "script", *varying, device])
+            quoted = {k: shlex.quote(str(v)) for k, v in values.items()}
+            tasks.append(
+                Task(
+                    id=task_id,
+                    job_index=index,
+                    trainer="script",
+                    framework="",
+                    device=device,
+                    params=values,
+                    command=job.run.format(**quoted),
+                    setup=job.setup,
+                    outputs=tuple(job.outputs),
+                )
+            )
+    return tasks
+
+
 def expand_job(job: Job, index: int) -> list[Task]:
     """The cross product of one job's list-valued fields, in file order."""
+    if job.run is not None:
+        return expand_script_job(job, index)
+    assert job.trainer is not None
     axes: dict[str, list[Any]] = {}
     for axis in AXES:
         values = getattr(job, axis)
@@ -108,13 +154,14 @@ def expand(exp: Experiment) -> list[Task]:
             n = seen.get(task.id, 0)
             seen[task.id] = n + 1
             if n:
-                task = Task(
-                    f"{task.id}-{n + 1}",
-                    task.job_index,
-                    task.trainer,
-                    task.framework,
-                    task.device,
-                    task.params,
-                )
+                task = replace(task, id=f"{task.id}-{n + 1}")
             tasks.append(task)
     return tasks
+
+
+def with_python_on_path(python: str, command: str) -> str:
+    """Prefix a shell command so ``python``/``pip`` mean the machine's trainer interpreter."""
+    if "/" not in python:
+        return command
+    bindir = python.rsplit("/", 1)[0]
+    return f'PATH={shlex.quote(bindir)}:"$PATH"; export PATH; {command}'

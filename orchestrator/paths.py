@@ -61,6 +61,11 @@ class Workspace:
     def code(self) -> str:
         return f"{self.root}/code"
 
+    @property
+    def work(self) -> str:
+        """The user's ``workdir``, synced for ``run:`` jobs; their commands start here."""
+        return f"{self.root}/work"
+
     def out(self, task_id: str) -> str:
         return f"{self.root}/out/{task_id}"
 

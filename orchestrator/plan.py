@@ -17,6 +17,7 @@ from orchestrator.cost import PriceSource
 from orchestrator.errors import BudgetError
 from orchestrator.matrix import Task, expand
 from orchestrator.spec import Experiment
+from orchestrator.workdir import WorkdirSelection
 
 DEFAULT_TASK_MINUTES = 10.0  # a guess for tasks never run before; each figure shows its basis
 BOOT_MINUTES = 5.0  # launch + bootstrap overhead per cloud machine, billed like training
@@ -51,6 +52,7 @@ class Plan:
     tasks: tuple[PlannedTask, ...]
     forecast_usd: float
     forecast_hours: Mapping[str, float] = field(default_factory=dict)
+    workdir: WorkdirSelection | None = None  # files shipped for ``run:`` jobs
 
     @property
     def runnable(self) -> list[PlannedTask]:

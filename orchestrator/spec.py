@@ -73,9 +73,18 @@ class Host(_Strict):
     known_hosts: str | None = None
 
 
+ParamValue = str | int | float | bool
+
+
 class Job(_Strict):
-    trainer: Trainer
-    name: str | None = None
+    """A built-in trainer job (``trainer:``) or the user's own command (``run:``)."""
+
+    trainer: Trainer | None = None
+    run: str | None = None
+    params: dict[str, Annotated[list[ParamValue], BeforeValidator(_as_list)]] = {}
+    setup: str | None = None
+    outputs: list[str] = []
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")] | None = None
     framework: Annotated[list[Framework], BeforeValidator(_as_list), Field(min_length=1)] = [
         "tensorflow"
     ]
@@ -119,5 +128,7 @@ class Experiment(_Strict):
     hosts: list[Host] = []
     placement: Literal["by-device", "same-machine"] = "by-device"
     data_dir: str | None = None
+    workdir: str | None = None  # synced to each machine for ``run:`` jobs; relative to the file
+    ship_secrets: list[str] = []  # secret-looking files to ship anyway (refused by default)
     jobs: Annotated[list[Job], Field(min_length=1)]
     report: ReportConfig = ReportConfig()

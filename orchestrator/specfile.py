@@ -9,6 +9,8 @@ no well-kept library joins pydantic locations to YAML marks.
 from __future__ import annotations
 
 import difflib
+import re
+import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -60,6 +62,7 @@ def parse_experiment(text: str, filename: str) -> Experiment:
         issues.extend(_pydantic_issues(exc, data, positions, filename))
         raise SpecError(_sorted(issues)) from None
     issues.extend(_semantic_issues(exp, positions, filename))
+    issues.extend(_script_issues(exp, positions, filename))
     if issues:
         raise SpecError(_sorted(issues))
     return exp
@@ -231,8 +234,32 @@ def _trainer_key_issues(
     if not isinstance(jobs, list):
         return
     for i, job in enumerate(jobs):
+        if isinstance(job, dict) and "run" in job:
+            for key in (*_MNIST_ONLY, *_PCA_ONLY, "framework", "decay", "epsilon", "subset"):
+                if key in job:
+                    line, col = positions.get(("jobs", i, "__key__", key), (0, 0))
+                    yield SpecIssue(
+                        filename,
+                        line,
+                        col,
+                        format_path(("jobs", i, key)),
+                        f"'{key}' does not apply to a 'run:' job",
+                        "put it in params: and use {" + key + "} in run:",
+                    )
+            continue
         if not isinstance(job, dict) or job.get("trainer") not in ("mnist", "pca"):
             continue
+        for key in ("setup", "outputs", "params"):
+            if key in job:
+                line, col = positions.get(("jobs", i, "__key__", key), (0, 0))
+                yield SpecIssue(
+                    filename,
+                    line,
+                    col,
+                    format_path(("jobs", i, key)),
+                    f"'{key}' only applies to 'run:' jobs",
+                    "remove it",
+                )
         wrong = _PCA_ONLY if job["trainer"] == "mnist" else (*_MNIST_ONLY, "decay", "epsilon")
         for key in wrong:
             if key in job:
@@ -245,3 +272,71 @@ def _trainer_key_issues(
                     f"'{key}' does not apply to trainer '{job['trainer']}'",
                     "remove it",
                 )
+
+
+def placeholders(command: str) -> list[str]:
+    """The ``{name}`` fields of a ``run:`` command (``{{`` is a literal brace)."""
+    names = []
+    for _, field, _, _ in string.Formatter().parse(command):
+        if field is not None:
+            names.append(field)
+    return names
+
+
+_SAFE_GLOB = re.compile(r"^[A-Za-z0-9_.*?\[\]-][A-Za-z0-9_./*?\[\]-]*$")
+
+
+def _script_issues(exp: Experiment, positions: Positions, filename: str) -> Iterator[SpecIssue]:
+    """``run:`` jobs: one of trainer/run, known placeholders, non-empty axes, a real workdir."""
+
+    def issue(loc: Loc, message: str, hint: str | None = None) -> SpecIssue:
+        line, col = _position(loc, positions)
+        return SpecIssue(filename, line, col, format_path(loc), message, hint)
+
+    any_script = False
+    for i, job in enumerate(exp.jobs):
+        if job.trainer is None and job.run is None:
+            yield issue(("jobs", i), "a job needs 'trainer:' (mnist, pca) or 'run:' (a command)")
+            continue
+        if job.trainer is not None and job.run is not None:
+            yield issue(("jobs", i, "run"), "a job has either 'trainer:' or 'run:', not both")
+            continue
+        if job.run is None:
+            continue
+        any_script = True
+        for key, values in job.params.items():
+            if not values:
+                yield issue(
+                    ("jobs", i, "params", key),
+                    f"param '{key}' has an empty list",
+                    "a matrix axis needs at least one value",
+                )
+        for k, pattern in enumerate(job.outputs):
+            if not _SAFE_GLOB.match(pattern) or ".." in pattern.split("/"):
+                yield issue(
+                    ("jobs", i, "outputs", k),
+                    f"output pattern {pattern!r} is not a relative path glob",
+                    "use letters, digits, . _ - / * ? [ ] (e.g. checkpoints/*.pt)",
+                )
+        try:
+            names = placeholders(job.run)
+        except ValueError as exc:
+            yield issue(("jobs", i, "run"), f"cannot read the command's placeholders: {exc}")
+            continue
+        for name in names:
+            if name not in job.params:
+                close = difflib.get_close_matches(name, list(job.params), n=1, cutoff=0.6)
+                hint = f"did you mean '{{{close[0]}}}'?" if close else None
+                if hint is None:
+                    known = ", ".join("{" + p + "}" for p in job.params) or "none defined"
+                    hint = f"params: {known}; write {{{{ for a literal brace"
+                yield issue(("jobs", i, "run"), f"unknown placeholder '{{{name}}}'", hint)
+    if any_script:
+        base = Path(filename).resolve().parent
+        workdir = base / (exp.workdir or ".")
+        if not workdir.is_dir():
+            yield issue(
+                ("workdir",),
+                f"workdir '{exp.workdir}' does not exist (looked in {workdir})",
+                "give a directory relative to the experiment file",
+            )

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra.errors import OrchestrateError
+from orchestrator.cli.init_cmd import add_init_parser
 from orchestrator.cli.inspect_cmds import cmd_down, cmd_logs, cmd_status
 from orchestrator.cli.money import add_money_parsers
 from orchestrator.cli.run import cmd_plan, cmd_run
@@ -71,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run")
     p.set_defaults(func=cmd_down)
     add_money_parsers(sub, common)
+    add_init_parser(sub, common)
     return parser
 
 

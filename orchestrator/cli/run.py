@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
@@ -27,6 +28,7 @@ from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
 from orchestrator.ui import FileReporter, JsonReporter, RichReporter, render_plan, render_summary
+from orchestrator.workdir import select_workdir
 
 
 def console() -> Console:
@@ -73,6 +75,10 @@ def build_plan(args: argparse.Namespace, journal: Journal, run_id: str) -> tuple
         now=now,
         prices=None if exp.provider == "local" or getattr(args, "local", False) else catalog,
     )
+    if any(pt.task.is_script for pt in plan.tasks):
+        root = Path(args.file).resolve().parent / (exp.workdir or ".")
+        selection = select_workdir(root, ship_secrets=exp.ship_secrets, spec_file=args.file)
+        plan = replace(plan, workdir=selection)
     return plan, setup.provider
 
 
@@ -126,6 +132,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
             trainers_src=_trainers_src(),
             data_dir=args.data_dir or plan.experiment.data_dir,
             schedule=getattr(args, "schedule_name", None),
+            workdir=plan.workdir,
         ),
         guard=CostGuard(journal, run_id, cap_usd=plan.experiment.budget.max_usd),
     )

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from infra.provider import MachineRequest
 from orchestrator.cost import CostGuard, instance_deadline, ledger, load_catalog
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.events import RecordingReporter, TaskEvent
 from orchestrator.plan import MachineOffer, make_plan
 from orchestrator.specfile import parse_experiment
 from orchestrator.state import Journal
-from infra.provider import MachineRequest
 from tests.fakes import FAKE_TRAINERS, FakeProvider
 from tests.procs import live_group_members
 

@@ -1,0 +1,84 @@
+"""The own-script example end to end through the CLI on the local provider."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own-script"
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_own_script_matrix_runs_and_brings_back_outputs(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
+    env.pop("ORCHESTRATE_TRAINERS_SRC", None)
+    proc = _cli(["run", str(project / "experiment.yaml"), "--json"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["counts"] == {"done": 4}
+    run = Path(summary["run_dir"])
+    for task in summary["tasks"]:
+        tdir = run / task["task_id"]
+        assert 0.0 < task["test_error"] < 0.75
+        process = json.loads((tdir / "process.json").read_text())
+        assert process["exit_code"] == 0 and process["peak_rss_mb"] > 10
+        rows = [json.loads(r) for r in (tdir / "timing.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in rows if r["event"] == "epoch"] == [1, 2, 3, 4, 5]
+        npz = list((tdir / "outputs" / "checkpoints").glob("*.npz"))
+        assert len(npz) == 1  # its own checkpoint only, not its neighbours'
+        manifest = json.loads((tdir / "manifest.json").read_text())
+        assert manifest["params"]["lr"] in (0.5, 0.05)
+    db = sqlite3.connect(tmp_path / "state" / "journal.sqlite")
+    recorded = {r[0]: json.loads(r[1]) for r in db.execute("SELECT task_id, params FROM tasks")}
+    assert recorded["softmax-lr0.5-batch32-cpu"] == {"lr": 0.5, "batch": 32}
+
+
+def test_secret_in_workdir_refuses_to_launch(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
+    (project / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
+    env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
+    proc = _cli(["run", str(project / "experiment.yaml")], env, tmp_path)
+    assert proc.returncode == 2
+    assert "refusing to ship secret-looking file(s)" in proc.stderr and "id_ed25519" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+def test_script_env_and_gpu_visibility(tmp_path: Path) -> None:
+    (tmp_path / "exp.yaml").write_text(
+        "name: envcheck\njobs:\n  - name: env\n"
+        "    run: env | grep -E '^(ORCHESTRATE_|CUDA_VISIBLE)' | sort > $ORCHESTRATE_OUT/env.txt\n"
+        "    device: [cpu, gpu]\n"
+    )
+    env = dict(
+        os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"), ORCHESTRATE_LOCAL_GPUS="1"
+    )
+    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    run = Path(json.loads(proc.stdout.splitlines()[-1])["run_dir"])
+    cpu = dict(
+        line.split("=", 1) for line in (run / "env-cpu" / "env.txt").read_text().splitlines()
+    )
+    gpu = dict(
+        line.split("=", 1) for line in (run / "env-gpu" / "env.txt").read_text().splitlines()
+    )
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "" and gpu["CUDA_VISIBLE_DEVICES"] == "0"
+    assert cpu["ORCHESTRATE_TASK"] == "env-cpu" and cpu["ORCHESTRATE_RUN"] == run.name
+    assert cpu["ORCHESTRATE_OUT"].endswith("/out/env-cpu")
