@@ -123,3 +123,15 @@ class Provider(Protocol):
     def owned(self, *, run_id: str | None = None) -> list[Machine]: ...
 
     def connect(self, machine: Machine) -> Transport: ...
+
+
+@runtime_checkable
+class Bootstraps(Protocol):
+    """Optional ability: make a fresh machine ready to run trainers (dstack-style capability).
+
+    Called by the engine once per machine after ``connect``; returns the machine with its
+    trainer interpreter set. Providers whose machines come ready (local, baked images) need
+    not implement it.
+    """
+
+    def bootstrap(self, machine: Machine, transport: Transport) -> Machine: ...

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import OrchestrateError
-from infra.provider import Machine, Provider
+from infra.provider import Bootstraps, Machine, Provider
 from infra.transport.base import Job, Transport
 from orchestrator.cost import CostGuard
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent, TaskOutput
@@ -202,6 +202,8 @@ class Engine:
             )
             self.reporter.event(MachineEvent(slot.name, "acquired", machine.id))
             transport = self.provider.connect(machine)
+            if isinstance(self.provider, Bootstraps):
+                machine = self.provider.bootstrap(machine, transport)
             ws = Workspace(f"{machine.workspace_root}/{run_id}")
             transport.run(["mkdir", "-p", ws.code, f"{ws.root}/out", f"{ws.root}/logs"])
             transport.put_tree(

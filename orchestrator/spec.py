@@ -69,8 +69,10 @@ class Host(_Strict):
     gpus: Annotated[int, Field(ge=0)] = 0
     slots: PositiveInt = 1
     name: str | None = None
-    host_key: str | None = None
+    host_key: str | None = None  # the host's public key line, pinned; or known_hosts
     known_hosts: str | None = None
+    python: str = "python3"  # the interpreter with the trainers' frameworks on that host
+    workspace_root: str = "orchestrate"  # relative to the login's home
 
 
 ParamValue = str | int | float | bool

@@ -204,6 +204,18 @@ def _semantic_issues(exp: Experiment, positions: Positions, filename: str) -> It
         line, col = _position(loc, positions)
         return SpecIssue(filename, line, col, format_path(loc), message, hint)
 
+    if exp.provider == "aws" and not exp.ssh_cidr:
+        yield issue(
+            ("provider",),
+            "provider 'aws' needs 'ssh_cidr:' (who may reach the machines over SSH)",
+            "your public IP as a /32, e.g. ssh_cidr: 203.0.113.7/32",
+        )
+    elif exp.ssh_cidr and exp.ssh_cidr.endswith("/0") and not exp.allow_open_ssh:
+        yield issue(
+            ("ssh_cidr",),
+            f"ssh_cidr {exp.ssh_cidr} opens SSH to the whole internet",
+            "narrow it to your address, or set allow_open_ssh: true if you really mean it",
+        )
     if exp.provider == "aws" and not exp.machines:
         yield issue(("provider",), "provider 'aws' needs a 'machines:' section", None)
     if exp.provider == "ssh" and not exp.hosts:

@@ -34,6 +34,7 @@ from infra.aws.gc import Receipt, ReceiptItem, Sweeper, list_ours
 from infra.aws.hostkeys import HostKeySource, generate_ed25519
 from infra.aws.requests import (
     TAG_SETUP,
+    TAG_SPEC,
     TAG_USER,
     cloud_name,
     create_security_group_kwargs,
@@ -305,6 +306,19 @@ class AwsProvider:
         if machine.address is None:
             raise ProviderError(f"machine {machine.id} has no address (not running?)")
         return self.transport_factory(machine.address)
+
+    def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
+        """Run the image spec's setup if the AMI was not baked; point at its venv's python.
+
+        Idempotent: the setup script keeps a marker holding the spec's hash.
+        """
+        from ami.spec import spec_for
+        from ami.userdata import setup_commands
+
+        spec = spec_for(machine.tags.get(TAG_SPEC, "") or "ubuntu22-cpu")
+        if machine.tags.get(TAG_SETUP) == "needed":
+            transport.run(["bash", "-c", setup_commands(spec)], timeout_s=3600)
+        return replace(machine, python=spec.venv_python)
 
     # ------------------------------------------------------------------ images (ComputeWithImages)
     def find_image(self, spec: ImageSpec) -> ImageRef | None:

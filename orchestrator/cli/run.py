@@ -23,7 +23,7 @@ from orchestrator.errors import RunInterrupted, UnknownRun
 from orchestrator.events import TeeReporter
 from orchestrator.paths import RunPaths
 from orchestrator.plan import Plan, make_plan
-from orchestrator.providers import build_provider
+from orchestrator.providers import OfflinePlanning, build_provider
 from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
@@ -55,26 +55,36 @@ def _trainers_src() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def build_plan(args: argparse.Namespace, journal: Journal, run_id: str) -> tuple[Plan, Provider]:
+def build_plan(
+    args: argparse.Namespace, journal: Journal, run_id: str, *, for_run: bool = False
+) -> tuple[Plan, Provider]:
     exp = load_experiment(Path(args.file))
     now = datetime.now(UTC)
-    setup = build_provider(
-        exp, run_id=run_id, state_dir=args.state_dir, local=getattr(args, "local", False), now=now
-    )
     catalog = load_catalog(args.state_dir)
+    setup = build_provider(
+        exp,
+        run_id=run_id,
+        state_dir=args.state_dir,
+        local=getattr(args, "local", False),
+        now=now,
+        prices=catalog,
+    )
     warning = catalog.staleness_warning(now.date()) if exp.provider == "aws" else None
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    provider: Provider = setup.provider if for_run else OfflinePlanning(setup.provider)
     plan = make_plan(
         exp,
         spec_path=args.file,
         run_id=run_id,
-        provider=setup.provider,
+        provider=provider,
         offers=setup.offers,
         history=journal.past_wall_s,
         now=now,
         prices=None if exp.provider == "local" or getattr(args, "local", False) else catalog,
     )
+    if isinstance(provider, OfflinePlanning) and provider.note:
+        print(f"note: {provider.note}", file=sys.stderr)
     if any(pt.task.is_script for pt in plan.tasks):
         root = Path(args.file).resolve().parent / (exp.workdir or ".")
         selection = select_workdir(root, ship_secrets=exp.ship_secrets, spec_file=args.file)
@@ -112,7 +122,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
         args.runs_dir = Path(row.runs_dir)
     else:
         run_id = new_run_id(load_experiment(Path(args.file)).name, datetime.now(UTC))
-    plan, provider = build_plan(args, journal, run_id)
+    plan, provider = build_plan(args, journal, run_id, for_run=not args.dry_run)
     out = console()
     if args.dry_run:
         if args.json:
