@@ -135,3 +135,11 @@ class Bootstraps(Protocol):
     """
 
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine: ...
+
+
+@runtime_checkable
+class TearsDownRuns(Protocol):
+    """Optional ability: remove what a run made besides its machines (key pair, security
+    group), after releasing them; returns an object whose ``render()`` is the receipt."""
+
+    def teardown_run(self, run_id: str) -> Any: ...

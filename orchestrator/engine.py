@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from infra.errors import OrchestrateError
-from infra.provider import Bootstraps, Machine, Provider
+from infra.provider import Bootstraps, Machine, Provider, TearsDownRuns
 from infra.transport.base import Job, Transport
 from orchestrator.cost import CostGuard
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent, TaskOutput
@@ -91,6 +91,7 @@ class Engine:
         paths.root.mkdir(parents=True, exist_ok=True)
         if Path(plan.spec_path).is_file():
             shutil.copyfile(plan.spec_path, paths.experiment_copy)
+        (paths.root / "plan.json").write_text(json.dumps(plan.to_json(), indent=2, default=str))
         if resume and self.journal.run(run_id) is not None:
             self.journal.set_run_status(run_id, "running")
         else:
@@ -159,6 +160,10 @@ class Engine:
             if self.stopping:
                 continue
             self._fail(run_id, pt.task.id, reason or "no machine could run it")
+        if isinstance(self.provider, TearsDownRuns) and any(
+            m.machine_id for m in self.journal.machines(run_id)
+        ):
+            self._teardown(run_id, paths)
         if self.guard is not None:
             self.guard.spend()  # the ledger's final figure, now that every machine is released
         status = self._final_status()
@@ -167,6 +172,20 @@ class Engine:
         summary = summarize(self.journal, run_id)
         paths.summary_json.write_text(json.dumps(summary.to_json(), indent=2))
         return summary
+
+    def _teardown(self, run_id: str, paths: RunPaths) -> None:
+        """Wait for the run's machines to be gone and remove its key pair and security group;
+        the receipt (each resource and its final state) is kept in the run directory."""
+        assert isinstance(self.provider, TearsDownRuns)
+        try:
+            receipt = self.provider.teardown_run(run_id)
+        except OrchestrateError as exc:
+            self.reporter.event(MachineEvent("*", "teardown failed", str(exc)))
+            (paths.root / "teardown.txt").write_text(f"teardown failed: {exc}\n")
+            return
+        text = receipt.render()
+        (paths.root / "teardown.txt").write_text(text + "\n")
+        self.reporter.event(MachineEvent("*", "torn down", text.splitlines()[0]))
 
     def _final_status(self) -> str:
         if self.stop_reason and self.stop_reason.startswith("capped"):

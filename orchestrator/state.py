@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS events (
 );
 """
 
+# Columns added after a table first shipped: journals written by older versions gain them on
+# open (SQLite's ALTER TABLE ADD COLUMN), so a state dir outlives upgrades.
+_ADDED_COLUMNS = (
+    ("runs", "forecast_usd", "REAL"),
+    ("runs", "schedule", "TEXT"),
+    ("machines", "spend_usd", "REAL DEFAULT 0"),
+)
+
 # Statuses, in words the user reads in `orchestrate status`.
 RUN_ACTIVE = ("running", "planned")
 TASK_DONE = "done"
@@ -115,6 +123,14 @@ class Journal:
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.executescript(_SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        with self._lock, self._db:
+            for table, column, decl in _ADDED_COLUMNS:
+                have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
 
     @classmethod
     def in_dir(cls, state_dir: Path, *, clock: Callable[[], float] = time.time) -> Journal:

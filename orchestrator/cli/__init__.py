@@ -14,11 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra.errors import OrchestrateError
+from orchestrator.cli.cloud import add_cloud_parsers
 from orchestrator.cli.init_cmd import add_init_parser
 from orchestrator.cli.inspect_cmds import cmd_down, cmd_logs, cmd_status
 from orchestrator.cli.money import add_money_parsers
 from orchestrator.cli.run import cmd_plan, cmd_run
 from orchestrator.paths import default_state_dir
+from orchestrator.report.cli import add_report_parser
 
 EXIT_BUG = 70
 
@@ -44,6 +46,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", parents=[common], help="what would run, where, for how much")
     p.add_argument("file")
     p.add_argument("--local", action="store_true", help="plan for this machine instead")
+    p.add_argument(
+        "--check-aws",
+        action="store_true",
+        help="also verify permissions (DryRun), the AMI and instance types in the region",
+    )
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", parents=[common], help="run an experiment")
@@ -73,6 +80,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_down)
     add_money_parsers(sub, common)
     add_init_parser(sub, common)
+    add_cloud_parsers(sub, common)
+    add_report_parser(sub, common)
     return parser
 
 

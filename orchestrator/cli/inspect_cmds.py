@@ -76,12 +76,13 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop a run's trainers and release its machines, from the journal alone."""
+    from orchestrator.cli.cloud import provider_for_run
     from orchestrator.teardown import down_run
 
     journal = Journal.in_dir(args.state_dir)
     if journal.run(args.run) is None:
         raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
-    receipt = down_run(journal, args.run, state_dir=args.state_dir)
+    receipt = down_run(journal, args.run, provider_for=lambda run: provider_for_run(run, args))
     if args.json:
         print(json.dumps(receipt, indent=2))
     else:

@@ -95,6 +95,11 @@ def build_plan(
 def cmd_plan(args: argparse.Namespace) -> int:
     journal = Journal.in_dir(args.state_dir)
     plan, _ = build_plan(args, journal, run_id="(plan)")
+    if getattr(args, "check_aws", False):
+        from orchestrator.cli.cloud import cmd_check_aws
+
+        render_plan(plan, console())
+        return cmd_check_aws(args)
     if args.json:
         print(json.dumps(plan.to_json(), indent=2, default=str))
     else:
@@ -152,11 +157,27 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
     finally:
         _restore_signal_handlers(previous)
         file_reporter.close()
+    report_files = _write_report(paths.root, journal)
     if args.json:
-        print(json.dumps({"event": "summary", **summary.to_json()}))
+        print(json.dumps({"event": "summary", **summary.to_json(), "report": report_files}))
     else:
         render_summary(summary, out)
+        if report_files:
+            out.print(f"report: {report_files[0]} (and .html, .csv, .json beside it)")
     return summary
+
+
+def _write_report(run_dir: Path, journal: Journal) -> list[str]:
+    """The report's files for a finished run; a failure here never fails the run."""
+    from orchestrator.report import build_report
+    from orchestrator.report.render import write_outputs
+
+    try:
+        report = build_report(run_dir, journal=journal, plots_dir=run_dir / "report")
+        return [str(p) for p in write_outputs(report, run_dir / "report", html=True)]
+    except Exception as exc:  # noqa: BLE001 - the results are safe; say why the report is not
+        (run_dir / "report-error.txt").write_text(f"{type(exc).__name__}: {exc}\n")
+        return []
 
 
 def run_args(

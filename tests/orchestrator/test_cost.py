@@ -104,3 +104,21 @@ def test_guard_caps_a_running_experiment(tmp_path: Path, monkeypatch: pytest.Mon
     spent = ledger(journal, run_id="run-1")[0]
     assert spent["actual_usd"] >= 1.0  # 2 h at $0.60/h as the shifted clock sees it
     assert spent["forecast_usd"] == pytest.approx(plan.forecast_usd)
+
+
+def test_an_old_journal_gains_new_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = sqlite3.connect(tmp_path / "journal.sqlite")
+    db.execute(
+        "CREATE TABLE runs (id TEXT PRIMARY KEY, name TEXT NOT NULL, spec_path TEXT NOT NULL, "
+        "provider TEXT NOT NULL, runs_dir TEXT NOT NULL, status TEXT NOT NULL, "
+        "created_at REAL NOT NULL, ended_at REAL, detail TEXT)"
+    )
+    db.commit()
+    db.close()
+    journal = Journal.in_dir(tmp_path)
+    journal.create_run(
+        "r", name="n", spec_path="s", provider="local", runs_dir="d", forecast_usd=1.5
+    )
+    assert journal.run_forecast("r") == 1.5

@@ -1,0 +1,343 @@
+"""A run directory (and, where there is one, the journal) -> frozen dataclasses for the report.
+
+The report reads files only: ``summary.json`` for each task's status and skip reason, and per
+task the ``timing.jsonl``, ``metrics.json`` and ``manifest.json`` the trainer wrote. The journal
+adds what no file holds (machine prices and the hours each was held, the forecast). Without it,
+``plan.json`` in the run directory (``orchestrate plan --json``), when present, gives the prices
+and forecast, and each machine's hours are taken from the span of its tasks' timing logs.
+
+Every field a trainer may leave out is ``None`` here, never a guess: a report of a run that was
+stopped half-way shows what exists and a dash for the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from orchestrator.paths import RunPaths
+from orchestrator.report.model import (
+    EpochRow,
+    Hardware,
+    MachineUse,
+    PcaComponent,
+    PcaResult,
+    RunData,
+    TaskResult,
+)
+from orchestrator.state import Journal
+
+FRAMEWORKS = ("tensorflow", "theano")
+DEVICES = ("cpu", "gpu")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; ``{}`` when it is missing, torn or not an object."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def read_timing(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``timing.jsonl``; a torn last line (a killed writer) is skipped."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    rows = []
+    for line in lines:
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def load_run(run_dir: Path, journal: Journal | None = None) -> RunData:
+    """Everything the report needs from ``runs/<run-id>/``, plus the journal where given."""
+    paths = RunPaths(Path(run_dir))
+    summary = read_json(paths.summary_json)
+    run_id = str(summary.get("run_id") or paths.root.name)
+    plan = read_json(paths.root / "plan.json")
+    rows: dict[str, dict[str, Any]] = {}
+    for t in summary.get("tasks", []):
+        if isinstance(t, dict) and t.get("task_id"):
+            rows[str(t["task_id"])] = dict(t)
+    run_row = journal.run(run_id) if journal is not None else None
+    if journal is not None and run_row is not None:
+        for jt in journal.tasks(run_id):  # the journal is the truth; summary.json a copy of it
+            rows[jt.task_id] = {
+                "task_id": jt.task_id,
+                "status": jt.status,
+                "machine": jt.machine,
+                "wall_s": jt.wall_s,
+                "detail": jt.detail,
+            }
+    for child in (
+        sorted(p for p in paths.root.iterdir() if p.is_dir()) if paths.root.is_dir() else []
+    ):
+        if child.name not in rows and (child / "timing.jsonl").exists():
+            rows[child.name] = {"task_id": child.name, "status": "unknown", "machine": "-"}
+    tasks = tuple(_task(paths, row) for row in rows.values())
+    machines = _machines(journal, run_id, plan) if run_row is not None else ()
+    if not machines:
+        machines = _machines_from_plan(plan, tasks)
+    forecast = _num(getattr(run_row, "forecast_usd", None)) if run_row is not None else None
+    if forecast is None:
+        forecast = _num(plan.get("forecast_usd"))
+    return RunData(
+        run_id=run_id,
+        name=str(run_row.name if run_row else plan.get("experiment") or _name_of(run_id)),
+        status=str(run_row.status if run_row else summary.get("status") or "unknown"),
+        provider=run_row.provider if run_row else _str(plan.get("provider")),
+        run_dir=paths.root,
+        tasks=tasks,
+        machines=machines,
+        forecast_usd=forecast,
+        budget_usd=_num(plan.get("budget_usd")),
+    )
+
+
+def _task(paths: RunPaths, row: dict[str, Any]) -> TaskResult:
+    tid = str(row["task_id"])
+    timing = read_timing(paths.timing(tid))
+    metrics = read_json(paths.metrics(tid))
+    manifest = read_json(paths.manifest(tid))
+    start = next((r for r in timing if r.get("event") == "start"), {})
+    trainer, framework, optimizer, device = _parse_id(tid)
+    info = {**start, **metrics}
+    epochs = tuple(_epoch(r) for r in timing if r.get("event") == "epoch")
+    compile_s = _num(metrics.get("compile_time_s"))
+    if compile_s is None:
+        compile_s = _sum_or_none(
+            _num(r.get("compile_s")) for r in timing if r.get("event") == "compile"
+        )
+    train_s = _num(metrics.get("train_time_s"))
+    if train_s is None and epochs:
+        train_s = sum(e.wall_s for e in epochs)
+    sps = _num(metrics.get("samples_per_s"))
+    if sps is None:
+        sps = _mean_or_none(e.samples_per_s for e in epochs)
+    last = epochs[-1] if epochs else None
+    times = [_num(r.get("t")) for r in timing]
+    stamps = [t for t in times if t is not None]
+    return TaskResult(
+        task_id=tid,
+        trainer=str(info.get("trainer") or trainer),
+        framework=str(info.get("framework") or framework),
+        optimizer=_str(info.get("optimizer")) or optimizer,
+        device=device if device != "?" else str(info.get("device_requested") or "?"),
+        status=str(row.get("status") or "unknown"),
+        detail=_str(row.get("detail")),
+        machine=str(row.get("machine") or "-"),
+        wall_s=_num(row.get("wall_s")),
+        compile_s=compile_s,
+        train_s=train_s,
+        samples_per_s=sps,
+        test_error=_num(metrics.get("test_error")) if metrics else (last.error if last else None),
+        final_loss=_num(metrics.get("final_loss")) if metrics else (last.loss if last else None),
+        hidden=tuple(int(h) for h in info.get("hidden") or () if isinstance(h, int | float)),
+        batch_size=_int(info.get("batch_size")),
+        epochs=epochs,
+        hardware=_hardware(manifest) if manifest else None,
+        pca=_pca(metrics, timing) if (info.get("trainer") or trainer) == "pca" else None,
+        started_t=min(stamps) if stamps else None,
+        ended_t=max(stamps) if stamps else None,
+    )
+
+
+def _parse_id(task_id: str) -> tuple[str, str, str | None, str]:
+    """``mnist-tensorflow-rmsprop-cpu-h300`` -> (mnist, tensorflow, rmsprop, cpu)."""
+    parts = task_id.split("-")
+    fw = next((i for i, p in enumerate(parts) if p in FRAMEWORKS), None)
+    if fw is None:
+        return (parts[0], "?", None, "?")
+    dev = next((i for i in range(fw + 1, len(parts)) if parts[i] in DEVICES), None)
+    if dev is None:
+        return ("-".join(parts[:fw]), parts[fw], None, "?")
+    optimizer = "-".join(parts[fw + 1 : dev]) or None
+    return ("-".join(parts[:fw]), parts[fw], optimizer, parts[dev])
+
+
+def _epoch(r: dict[str, Any]) -> EpochRow:
+    return EpochRow(
+        epoch=int(r.get("epoch") or 0),
+        wall_s=_num(r.get("wall_s")) or 0.0,
+        samples_per_s=_num(r.get("samples_per_s")),
+        loss=_num(r.get("loss")),
+        error=_num(r.get("error")),
+        t=_num(r.get("t")),
+    )
+
+
+def _hardware(m: dict[str, Any]) -> Hardware:
+    cpu, gpu, versions = _dict(m.get("cpu")), _dict(m.get("gpu")), _dict(m.get("versions"))
+    gpus = gpu.get("all")
+    first = _dict(gpus[0]) if isinstance(gpus, list) and gpus else {}
+    return Hardware(
+        host=_str(m.get("host")),
+        cpu_model=_str(cpu.get("model")),
+        cpu_cores=_int(cpu.get("usable_cores") or cpu.get("logical_cores")),
+        gpu_model=_str(gpu.get("model")),
+        gpu_driver=_str(gpu.get("driver")),
+        gpu_memory_mib=_int(first.get("memory_mib")),
+        device_used=_str(m.get("device_used")),
+        versions=tuple(sorted((str(k), str(v)) for k, v in versions.items() if v)),
+    )
+
+
+def _pca(metrics: dict[str, Any], timing: list[dict[str, Any]]) -> PcaResult | None:
+    """PCA numbers under the names the trainer may use; component rows fill the gaps."""
+    comp_rows = [r for r in timing if r.get("event") == "component"]
+    values = _floats(metrics.get("eigenvalues")) or [
+        v for v in (_num(r.get("eigenvalue")) for r in comp_rows) if v is not None
+    ]
+    if not values:
+        return None
+    ref = _floats(metrics.get("eigenvalues_numpy"))
+    rel = _floats(metrics.get("eigenvalue_rel_error") or metrics.get("eigenvalue_rel_errors"))
+    angles = _floats(metrics.get("angle_deg") or metrics.get("angles_deg"))
+    explained = _floats(metrics.get("explained_variance_ratio"))
+    total = _num(metrics.get("total_variance"))
+    if not explained and total:
+        explained = [v / total for v in values]
+    iters_raw = metrics.get("iterations")
+    iters = [int(i) for i in _floats(iters_raw)] if isinstance(iters_raw, list) else []
+    if not iters:
+        iters = [int(n) for n in (_num(r.get("iterations")) for r in comp_rows) if n is not None]
+    comps = tuple(
+        PcaComponent(
+            index=i,
+            eigenvalue=v,
+            eigenvalue_numpy=_at(ref, i),
+            rel_error=_at(rel, i),
+            angle_deg=_at(angles, i),
+            explained=_at(explained, i),
+            iterations=int(iters[i]) if i < len(iters) else None,
+        )
+        for i, v in enumerate(values)
+    )
+    total_iters = _int(iters_raw) if isinstance(iters_raw, int | float) else None
+    conv = metrics.get("converged")
+    return PcaResult(
+        components=comps,
+        iterations=total_iters if total_iters is not None else (sum(iters) if iters else None),
+        converged=all(conv)
+        if isinstance(conv, list)
+        else (conv if isinstance(conv, bool) else None),
+    )
+
+
+def _machines(journal: Journal | None, run_id: str, plan: dict[str, Any]) -> tuple[MachineUse, ...]:
+    if journal is None:
+        return ()
+    planned = {str(m.get("name")): m for m in plan.get("machines", []) if isinstance(m, dict)}
+    out = []
+    for m in journal.machines(run_id):
+        hours = None
+        if m.acquired_at is not None and m.released_at is not None:
+            hours = max(m.released_at - m.acquired_at, 0.0) / 3600.0
+        spend = _num(getattr(m, "spend_usd", None)) or None
+        if spend is None and hours is not None:
+            spend = hours * (m.hourly_usd or 0.0)
+        out.append(
+            MachineUse(
+                name=m.name,
+                provider=m.provider,
+                instance_type=_str(m.instance_type),
+                hourly_usd=m.hourly_usd,
+                hours=hours,
+                spend_usd=spend,
+                forecast_usd=_planned_usd(planned.get(m.name)),
+                basis="journal",
+            )
+        )
+    return tuple(out)
+
+
+def _machines_from_plan(
+    plan: dict[str, Any], tasks: tuple[TaskResult, ...]
+) -> tuple[MachineUse, ...]:
+    """Without the journal: prices from plan.json, hours from the span of each machine's logs."""
+    planned = {str(m.get("name")): m for m in plan.get("machines", []) if isinstance(m, dict)}
+    names = list(dict.fromkeys([*planned, *(t.machine for t in tasks if t.machine != "-")]))
+    out = []
+    for name in names:
+        mine = [t for t in tasks if t.machine == name and t.started_t and t.ended_t]
+        hours = None
+        if mine:
+            hours = (
+                max(t.ended_t or 0.0 for t in mine) - min(t.started_t or 0.0 for t in mine)
+            ) / 3600
+        hourly = _num(planned.get(name, {}).get("hourly_usd"))
+        out.append(
+            MachineUse(
+                name=name,
+                provider=None,
+                instance_type=None,
+                hourly_usd=hourly,
+                hours=hours,
+                spend_usd=hours * hourly if hours is not None and hourly is not None else None,
+                forecast_usd=_planned_usd(planned.get(name)),
+                basis="task logs + plan.json" if name in planned else "task logs",
+            )
+        )
+    return tuple(out)
+
+
+def _planned_usd(m: dict[str, Any] | None) -> float | None:
+    if not m:
+        return None
+    hours, hourly = _num(m.get("expected_hours")), _num(m.get("hourly_usd"))
+    return hours * hourly if hours is not None and hourly is not None else None
+
+
+def _name_of(run_id: str) -> str:
+    # run ids are <name>-<YYYYmmdd>-<HHMMSS>-<hex4>; keep the name
+    parts = run_id.split("-")
+    return "-".join(parts[:-3]) if len(parts) > 3 else run_id
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _int(value: Any) -> int | None:
+    n = _num(value)
+    return int(n) if n is not None else None
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _str(value: Any) -> str | None:
+    return str(value) if value not in (None, "") else None
+
+
+def _floats(value: Any) -> list[float]:
+    if not isinstance(value, list):
+        return []
+    return [float(v) for v in value if isinstance(v, int | float) and not isinstance(v, bool)]
+
+
+def _at(values: list[float], i: int) -> float | None:
+    return values[i] if i < len(values) else None
+
+
+def _mean_or_none(values: Any) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) / len(present) if present else None
+
+
+def _sum_or_none(values: Any) -> float | None:
+    present = [v for v in values if v is not None]
+    return sum(present) if present else None
