@@ -48,11 +48,12 @@ def main(argv: list[str] | None = None) -> int:
         except InterruptedError:  # pragma: no cover - PEP 475 retries for us
             continue
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    record = {
+    exit_code = code if code >= 0 else 128 - code
+    record: dict[str, object] = {
         "start": start,
         "end": time.time(),
         "wall_s": time.monotonic() - t0,
-        "exit_code": code if code >= 0 else 128 - code,
+        "exit_code": exit_code,
         "signal": signal.Signals(-code).name if code < 0 else None,
         "peak_rss_mb": usage.ru_maxrss / 1024,  # Linux reports kilobytes
         "user_s": usage.ru_utime,
@@ -79,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                 indent=2,
             )
         )
-    return int(record["exit_code"])
+    return exit_code
 
 
 if __name__ == "__main__":
