@@ -16,7 +16,7 @@ import shlex
 import shutil
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from infra.errors import OrchestrateError
@@ -223,6 +223,7 @@ class Engine:
             transport = self.provider.connect(machine)
             if isinstance(self.provider, Bootstraps):
                 machine = self.provider.bootstrap(machine, transport)
+            machine = self._absolute_workspace(machine, transport)
             ws = Workspace(f"{machine.workspace_root}/{run_id}")
             transport.run(["mkdir", "-p", ws.code, f"{ws.root}/out", f"{ws.root}/logs"])
             transport.put_tree(
@@ -259,6 +260,16 @@ class Engine:
                 self.reporter.event(MachineEvent(slot.name, "released", machine.id))
             elif slot.name not in self._dead:
                 self.journal.machine_status(token, "released", "never acquired")
+
+    @staticmethod
+    def _absolute_workspace(machine: Machine, transport: Transport) -> Machine:
+        """Resolve a home-relative workspace root once: trainers ``cd`` into the code dir,
+        so every path handed to them must be absolute."""
+        if machine.workspace_root.startswith("/"):
+            return machine
+        root = shlex.quote(machine.workspace_root)
+        result = transport.run(["sh", "-c", f"mkdir -p {root} && cd {root} && pwd"])
+        return replace(machine, workspace_root=result.stdout.strip())
 
     def _next_task(self, slot: MachineSlot) -> tuple[PlannedTask, int | None] | None:
         """The next queued task this machine may run now, with the GPU index it gets; None
@@ -348,6 +359,7 @@ class Engine:
             run_id,
             task.id,
             {"pid": job.pid, "job_dir": job.job_dir, "log": job.log, "machine_id": machine.id},
+            machine=machine.name,
         )
         self.reporter.event(TaskEvent(task.id, "running", machine.name))
         exit_code, stopped, timed_out = self._follow(

@@ -6,13 +6,15 @@ paramiko (SkyPilot/TorchX registries).
 
 from __future__ import annotations
 
+import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from infra.errors import CredentialsError, ProviderError
-from infra.provider import LaunchRequest, Machine, MachineRequest, Provider, SpotMode
+from infra.provider import Address, LaunchRequest, Machine, MachineRequest, Provider, SpotMode
 from infra.transport.base import Transport
 from orchestrator.cost import PriceSource, instance_deadline
 from orchestrator.errors import SpecError, SpecIssue
@@ -90,7 +92,7 @@ def _ssh(exp: Experiment, *, run_id: str, deadline: datetime) -> ProviderSetup:
         )
         for h in exp.hosts
     ]
-    provider = SshHostsProvider(specs)
+    provider = SshHostsProvider(specs, deadline_s=exp.connect_deadline_s)
     offers = [
         MachineOffer(
             MachineRequest(
@@ -137,14 +139,18 @@ def _aws(
     from ami.spec import ImageSpecError, spec_for
     from infra.aws import AwsProvider
 
-    provider = AwsProvider(
+    stand_in = _stand_in_instance()
+    provider: Provider = AwsProvider(
         state_dir=state_dir / "aws",
         region=exp.region,
         profile=exp.profile,
         ssh_cidr=exp.ssh_cidr,
         allow_open_ssh=exp.allow_open_ssh,
         prices=_CatalogPrices(prices) if prices is not None else None,
+        transport_factory=stand_in.transport if stand_in else None,
     )
+    if stand_in is not None:
+        provider = StandInInstances(provider, stand_in)
     offers = []
     issues = []
     region = exp.region or "us-east-1"
@@ -213,3 +219,67 @@ class OfflinePlanning:
 
     def connect(self, machine: Machine) -> Transport:
         raise ProviderError("a plan-only provider reaches nothing")
+
+
+STAND_IN_ENV = "ORCHESTRATE_TEST_INSTANCE"
+
+
+@dataclass(frozen=True)
+class StandIn:
+    """A host that plays every EC2 instance: the one part of AWS that cannot run here.
+
+    Set through ``$ORCHESTRATE_TEST_INSTANCE`` (JSON: host, port, user, key_path, host_key,
+    python) by the end-to-end tests, which run every AWS call against moto and every SSH
+    session against a real sshd on 127.0.0.1.
+    """
+
+    address: Address
+    python: str
+
+    def transport(self, address: Address) -> Transport:
+        from infra.transport.ssh import SshTransport
+
+        return SshTransport(self.address, deadline_s=20.0)
+
+
+def _stand_in_instance() -> StandIn | None:
+    raw = os.environ.get(STAND_IN_ENV)
+    if not raw:
+        return None
+    data = json.loads(raw)
+    python = data.pop("python", "python3")
+    return StandIn(Address(**data), python)
+
+
+class StandInInstances:
+    """The AWS provider with its machines played by the stand-in host (tests only)."""
+
+    def __init__(self, inner: Any, stand_in: StandIn) -> None:
+        self.inner = inner
+        self.stand_in = stand_in
+        self.name = inner.name
+
+    def prepare(self, req: MachineRequest) -> LaunchRequest:
+        result: LaunchRequest = self.inner.prepare(req)
+        return result
+
+    def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
+        machine: Machine = self.inner.acquire(launch, token=token)
+        return machine
+
+    def release(self, machine_id: str) -> None:
+        self.inner.release(machine_id)
+
+    def owned(self, *, run_id: str | None = None) -> list[Machine]:
+        machines: list[Machine] = self.inner.owned(run_id=run_id)
+        return machines
+
+    def connect(self, machine: Machine) -> Transport:
+        return self.stand_in.transport(self.stand_in.address)
+
+    def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
+        # The stand-in already has the trainers' frameworks: no image setup to run.
+        return replace(machine, python=self.stand_in.python)
+
+    def teardown_run(self, run_id: str) -> Any:
+        return self.inner.teardown_run(run_id)

@@ -128,6 +128,7 @@ class Experiment(_Strict):
     budget: Budget = Budget()
     machines: dict[str, MachineClass] = {}
     hosts: list[Host] = []
+    connect_deadline_s: PositiveFloat = 60.0  # how long to keep trying to reach an ssh host
     placement: Literal["by-device", "same-machine"] = "by-device"
     data_dir: str | None = None
     workdir: str | None = None  # synced to each machine for ``run:`` jobs; relative to the file

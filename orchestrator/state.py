@@ -261,12 +261,14 @@ class Journal:
                 (run_id, task_id, machine, trainer, device, json.dumps(params), status, detail),
             )
 
-    def task_started(self, run_id: str, task_id: str, job: Mapping[str, Any]) -> None:
+    def task_started(
+        self, run_id: str, task_id: str, job: Mapping[str, Any], *, machine: str
+    ) -> None:
         with self._tx() as db:
             db.execute(
-                "UPDATE tasks SET status='running', started_at=?, job=?, exit_code=NULL "
-                "WHERE run_id=? AND task_id=?",
-                (self._now(), json.dumps(job), run_id, task_id),
+                "UPDATE tasks SET status='running', started_at=?, job=?, exit_code=NULL, "
+                "machine=? WHERE run_id=? AND task_id=?",
+                (self._now(), json.dumps(job), machine, run_id, task_id),
             )
 
     def task_ended(

@@ -33,6 +33,7 @@ from infra.aws.errors import aws_errors
 from infra.aws.gc import Receipt, ReceiptItem, Sweeper, list_ours
 from infra.aws.hostkeys import HostKeySource, generate_ed25519
 from infra.aws.requests import (
+    TAG_RUN,
     TAG_SETUP,
     TAG_SPEC,
     TAG_USER,
@@ -362,6 +363,25 @@ class AwsProvider:
         receipt = sweeper.remove([(r, "teardown") for r in found])
         key = self.key_path(run_id)
         items = list(receipt.items)
+        # Instances the engine already released are gone from the live list; the receipt
+        # still names each one with its final state.
+        listed = {i.id for i in items}
+        with aws_errors(region=self.region):
+            pages = self.ec2.get_paginator("describe_instances").paginate(
+                Filters=[
+                    {"Name": f"tag:{TAG_RUN}", "Values": [run_id]},
+                    {"Name": "instance-state-name", "Values": ["terminated"]},
+                ]
+            )
+            for page in pages:
+                for reservation in page.get("Reservations", []):
+                    for inst in reservation.get("Instances", []):
+                        if inst["InstanceId"] not in listed:
+                            items.append(
+                                ReceiptItem(
+                                    "instance", inst["InstanceId"], run_id, "terminated", "released"
+                                )
+                            )
         if key.exists():
             key.unlink()
             items.append(ReceiptItem("local-key", str(key), run_id, "deleted", "teardown"))

@@ -19,7 +19,9 @@ def main(trainer: str) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     task = os.environ.get("ORCHESTRATE_TASK", "")
-    if args.device == "gpu" and os.environ.get("FAKE_HAS_GPU") != "1":
+    # A GPU task is given a device by the engine (CUDA_VISIBLE_DEVICES=<index>); the stand-in
+    # "has" it then. Nothing here touches a GPU.
+    if args.device == "gpu" and not os.environ.get("CUDA_VISIBLE_DEVICES"):
         print("error: --device gpu asked for but no GPU is usable", file=sys.stderr)
         return 3
     if task and task in os.environ.get("FAKE_FAIL_TASKS", "").split(","):
