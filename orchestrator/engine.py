@@ -31,8 +31,9 @@ from orchestrator.state import TASK_DONE, Journal
 from orchestrator.summary import RunSummary, summarize
 from orchestrator.workdir import WorkdirSelection
 
-_POLL_FIRST_S = 0.01  # start polling fast so short tasks finish without a fixed delay ...
-_POLL_MAX_S = 0.5  # ... and back off so long ones cost little
+_POLL_FIRST_S = 0.005  # start polling fast so short tasks finish without a fixed delay ...
+_POLL_GROWTH = 1.25  # ... and back off gently ...
+_POLL_MAX_S = 0.5  # ... so long ones cost little
 
 
 @dataclass(frozen=True)
@@ -231,6 +232,7 @@ class Engine:
             )
             if self.config.workdir is not None:
                 wd = self.config.workdir
+                transport.run(["mkdir", "-p", ws.work])  # exists even when nothing is shipped
                 transport.put_tree(wd.root, ws.work, exclude=wd.exclude)
             self.reporter.event(MachineEvent(slot.name, "bootstrapped", ws.root))
             self._free_gpus[slot.name] = list(range(max(slot.gpus, 0)))
@@ -333,7 +335,8 @@ class Engine:
             argv += ["--checkpoint-dir", ws.checkpoints(task.id)]
         if (self.config.trainers_src / "measure.py").exists():
             # Timing without cooperation: wall time, exit code and peak memory for any command.
-            argv = [machine.python, "-m", "trainers.measure", "--out", out, "--", *argv]
+            # -S: the wrapper is stdlib-only, so skip site-packages scanning (~15 ms a task).
+            argv = [machine.python, "-S", "-m", "trainers.measure", "--out", out, "--", *argv]
         env = {
             "PYTHONPATH": ws.code,
             "PYTHONUNBUFFERED": "1",
@@ -434,7 +437,7 @@ class Engine:
                         self.reporter.event(TaskOutput(task_id, final.log_chunk))
                     return final.exit_code, self.stopping, over_time and not self.stopping
                 time.sleep(delay)
-                delay = min(delay * 1.5, self.config.poll_max_s)
+                delay = min(delay * _POLL_GROWTH, self.config.poll_max_s)
 
 
 def _last_line(path: Path) -> str:

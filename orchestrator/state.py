@@ -122,6 +122,9 @@ class Journal:
         self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
+        # In WAL mode NORMAL never corrupts the file; a power cut may drop the last commits.
+        # FULL would fsync every state change (~3 per task).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self._migrate()
 

@@ -47,7 +47,13 @@ def wrapper_script(
     env_part = ""
     if env:
         env_part = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " "
-    cd_part = f"cd {shlex.quote(cwd)} || exit 97" if cwd else ""
+    cd_part = ""
+    if cwd:
+        # A missing directory must still leave an exit code and a reason, not a vanished job.
+        cd_part = (
+            f"cd {shlex.quote(cwd)} || {{ echo '[orchestrate] no such directory: {cwd}' "
+            f'>> {shlex.quote(log)}; echo 97 > "$job/exit_code"; kill $beat; exit 97; }}'
+        )
     return _WRAPPER.format(
         job=shlex.quote(job_dir),
         beat=HEARTBEAT_EVERY_S,

@@ -85,15 +85,18 @@ class LocalTransport:
         while not pid_file.exists():
             if time.monotonic() > deadline:
                 raise TransportError(f"job did not start within {_PID_WAIT_S}s: {shlex.join(argv)}")
-            time.sleep(0.01)
+            time.sleep(0.002)
         pid = int(pid_file.read_text().strip())
         return Job(id=Path(log).stem, pid=pid, job_dir=job_dir, log=log)
 
     def poll(self, job: Job, *, log_offset: int = 0) -> JobStatus:
         job_dir = Path(job.job_dir)
+        # Look at the process before the exit-code file: the wrapper writes the file and then
+        # exits, so in this order a finished job is never seen as "gone without a code".
+        alive = _alive(job.pid)
         code_file = job_dir / "exit_code"
         exit_code = int(code_file.read_text().strip()) if code_file.exists() else None
-        running = exit_code is None and _alive(job.pid)
+        running = exit_code is None and alive
         chunk, offset = _read_from(Path(job.log), log_offset)
         beat = job_dir / "heartbeat"
         age = time.time() - beat.stat().st_mtime if beat.exists() else None

@@ -79,3 +79,14 @@ def test_put_tree_is_incremental_and_mirrors_deletions(tmp_path: Path) -> None:
     assert (again.files_sent, again.files_deleted) == (1, 1)
     assert (dst / "pkg" / "m1.py").read_text() == "x = 'changed'\n"
     assert not (dst / "pkg" / "m2.py").exists()
+
+
+def test_a_missing_working_directory_leaves_an_exit_code_and_a_reason(tmp_path: Path) -> None:
+    t = LocalTransport()
+    log = tmp_path / "m.log"
+    job = t.start(["true"], env={}, log=str(log), cwd=str(tmp_path / "nowhere"))
+    deadline = time.monotonic() + 10
+    while (st := t.poll(job)).running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert st.exit_code == 97
+    assert "no such directory" in log.read_text()
