@@ -17,7 +17,13 @@ import contextlib
 import os
 from dataclasses import dataclass
 
-from trainers.errors import DeviceUnavailable
+from trainers.errors import DeviceUnavailable, TrainerError
+
+# What each framework name needs importable, and how to get it (pyproject's extras).
+_REQUIRES = {
+    "tensorflow": ("tensorflow", "pip install 'orchestrate[tensorflow]'"),
+    "theano": ("pytensor", "pip install 'orchestrate[theano]'"),
+}
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,7 @@ def choose_device(framework: str, requested: str, *, allow_cpu_fallback: bool) -
     # TensorFlow's C++ start-up chatter (oneDNN notices, CUDA probing) is not the user's concern;
     # a user who wants it sets the variable.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _require(framework)
     if requested == "cpu":
         _hide_gpus(framework)
         return DeviceChoice(requested="cpu", used="cpu", name="cpu")
@@ -52,6 +59,16 @@ def choose_device(framework: str, requested: str, *, allow_cpu_fallback: bool) -
         )
     _hide_gpus(framework)
     return DeviceChoice(requested="gpu", used="cpu", name="cpu", fell_back=True, reason=reason)
+
+
+def _require(framework: str) -> None:
+    import importlib.util
+
+    module, hint = _REQUIRES[framework]
+    if importlib.util.find_spec(module) is None:
+        raise TrainerError(
+            f"framework {framework!r} needs {module}, which is not installed: {hint}"
+        )
 
 
 def _hide_gpus(framework: str) -> None:
@@ -70,8 +87,10 @@ def _hide_gpus(framework: str) -> None:
 def _find_gpu(framework: str) -> tuple[str | None, str]:
     """(GPU description, "") when one is usable, else (None, why not)."""
     if framework == "tensorflow":
-        import tensorflow as tf
-
+        try:
+            import tensorflow as tf
+        except ImportError:
+            return None, "TensorFlow is not installed"
         gpus = tf.config.list_physical_devices("GPU")
         if not gpus:
             if not tf.test.is_built_with_cuda():

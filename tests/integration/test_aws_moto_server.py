@@ -1,0 +1,172 @@
+"""The AWS example end to end through the CLI: every AWS call against moto's server on
+127.0.0.1, every instance played by a real sshd (the one part of EC2 that cannot run here)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from tests.fakes import FAKE_TRAINERS
+from tests.sshd import SshdServer, free_port
+
+pytestmark = [pytest.mark.moto_server, pytest.mark.sshd, pytest.mark.slow]
+
+ROOT = Path(__file__).resolve().parents[2]
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: str, tmp_path: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=moto_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+    )
+    return env
+
+
+def _ec2(env: dict[str, str]):  # type: ignore[no-untyped-def]
+    return boto3.client(
+        "ec2",
+        region_name=REGION,
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def _ours(ec2) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
+    tag = [{"Name": "tag-key", "Values": ["orchestrate:run"]}]
+    live = [
+        i["InstanceId"]
+        for r in ec2.describe_instances(Filters=tag)["Reservations"]
+        for i in r["Instances"]
+        if i["State"]["Name"] not in ("terminated", "shutting-down")
+    ]
+    keys = [k["KeyName"] for k in ec2.describe_key_pairs(Filters=tag)["KeyPairs"]]
+    groups = [g["GroupId"] for g in ec2.describe_security_groups(Filters=tag)["SecurityGroups"]]
+    return {"instances": live, "key_pairs": keys, "security_groups": groups}
+
+
+def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def _experiment(tmp_path: Path, env: dict[str, str]) -> Path:
+    ec2 = _ec2(env)
+    image = sorted(
+        ec2.describe_images(Owners=["amazon", "099720109477"])["Images"],
+        key=lambda im: im["ImageId"],
+    )[0]["ImageId"]
+    exp = yaml.safe_load((ROOT / "examples" / "aws-cpu-vs-gpu.yaml").read_text())
+    for machine in exp["machines"].values():
+        machine["ami"] = image  # a literal AMI id that exists in moto's region
+    for job in exp["jobs"]:
+        if job["trainer"] == "mnist":
+            job["epochs"] = 1  # tiny epochs
+            job["optimizer"] = ["sgd", "adam"]
+    path = tmp_path / "aws.yaml"
+    path.write_text(yaml.safe_dump(exp))
+    return path
+
+
+def test_aws_example_launches_runs_fetches_and_leaves_nothing(
+    tmp_path: Path, aws_env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    (host,) = sshd_fleet(1)
+    aws_env["ORCHESTRATE_TEST_INSTANCE"] = json.dumps(
+        {
+            "host": host.host,
+            "port": host.port,
+            "user": host.user,
+            "key_path": host.key_path,
+            "host_key": host.host_key,
+            "python": sys.executable,
+        }
+    )
+    spec = _experiment(tmp_path, aws_env)
+    plan = _cli(["plan", str(spec), "--json"], aws_env, tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    planned = json.loads(plan.stdout)
+    assert {m["name"] for m in planned["machines"]} == {"cpu", "gpu"}
+    assert 0 < planned["forecast_usd"] <= 5.0
+
+    proc = _cli(["run", str(spec), "--json"], aws_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["counts"] == {"done": 12}
+    by_id = {t["task_id"]: t for t in summary["tasks"]}
+    assert by_id["mnist-tensorflow-adam-gpu"]["machine"] == "gpu"
+    assert by_id["mnist-theano-sgd-cpu"]["machine"] == "cpu"
+    run = Path(summary["run_dir"])
+    assert (run / "mnist-tensorflow-adam-gpu" / "timing.jsonl").is_file()
+    receipt = (run / "teardown.txt").read_text()
+    assert "terminated" in receipt and "deleted" in receipt
+    assert _ours(_ec2(aws_env)) == {"instances": [], "key_pairs": [], "security_groups": []}
+    cost = json.loads(_cli(["cost", summary["run_id"], "--json"], aws_env, tmp_path).stdout)
+    assert cost[0]["actual_usd"] > 0 and cost[0]["forecast_usd"] > 0
+
+
+def test_gc_removes_an_instance_orphaned_by_a_crash(
+    tmp_path: Path, aws_env: dict[str, str]
+) -> None:
+    ec2 = _ec2(aws_env)
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    tags = [
+        {"Key": "orchestrate:run", "Value": "crashed-run-1"},
+        {"Key": "orchestrate:expires", "Value": "2099-01-01T00:00:00+00:00"},
+    ]
+    orphan = ec2.run_instances(
+        ImageId=image,
+        MinCount=1,
+        MaxCount=1,
+        InstanceType="t3.micro",
+        TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
+    )["Instances"][0]["InstanceId"]
+    dry = _cli(["gc", "--dry-run", "--region", REGION], aws_env, tmp_path)
+    assert dry.returncode == 0, dry.stderr
+    assert orphan in dry.stdout and "would" in dry.stdout
+    assert _ours(ec2)["instances"] == [orphan]
+    real = _cli(["gc", "--region", REGION], aws_env, tmp_path)
+    assert real.returncode == 0, real.stderr
+    assert orphan in real.stdout and "terminated" in real.stdout
+    assert _ours(ec2)["instances"] == []
+
+
+def test_check_aws_names_what_it_checked(tmp_path: Path, aws_env: dict[str, str]) -> None:
+    spec = _experiment(tmp_path, aws_env)
+    proc = _cli(["plan", str(spec), "--check-aws"], aws_env, tmp_path)
+    assert "ec2:RunInstances" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 0, proc.stdout + proc.stderr

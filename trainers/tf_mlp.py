@@ -1,0 +1,136 @@
+"""The MNIST MLP in TensorFlow's own primitives: tf.Variable, tf.GradientTape, tf.function.
+
+No Keras: the point is to show (and time) the update rules written out. One `tf.function` runs
+a whole epoch — the batch loop is a graph `while` loop over slices of a device-resident
+permutation — so Python is entered once per epoch, not once per step. That keeps batch-of-one
+`sgd` usable and gives a 784-300-10 net at batch 500 about the throughput ARCHITECTURE.md quotes.
+
+TensorFlow is imported here only; `trainers.mnist` imports this module only when asked for it,
+after `trainers.device` has hidden or chosen the GPU.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from trainers.optim import tf_rules
+from trainers.optim.config import OptimConfig
+
+
+class TfMlp:
+    """A ReLU MLP whose data, weights and optimizer state live on one TensorFlow device.
+
+    Implements `trainers.mlp.MlpModel`.
+    """
+
+    def __init__(
+        self,
+        optim: OptimConfig,
+        params: Sequence[np.ndarray],
+        x_train: np.ndarray,
+        y_train: np.ndarray,
+        x_test: np.ndarray,
+        y_test: np.ndarray,
+        *,
+        batch_size: int,
+        device: str = "cpu",
+    ) -> None:
+        import tensorflow as tf
+
+        self._tf = tf
+        self._optim = optim
+        self._batch = int(batch_size)
+        self._device = "/GPU:0" if device == "gpu" else "/CPU:0"
+        with tf.device(self._device):
+            # Copied to the device once; batches are gathered there, never fed from Python.
+            self._x = tf.constant(np.asarray(x_train, dtype=np.float32))
+            self._y = tf.constant(np.asarray(y_train, dtype=np.int32))
+            self._x_test = tf.constant(np.asarray(x_test, dtype=np.float32))
+            self._y_test = tf.constant(np.asarray(y_test, dtype=np.int32))
+            self._params = [
+                tf.Variable(np.asarray(p, dtype=np.float32), name=f"p{i}")
+                for i, p in enumerate(params)
+            ]
+            self._slots = tf_rules.make_slots(tf, optim, self._params)
+            self._t = tf.Variable(0, dtype=tf.int64, name="t", trainable=False)
+        order_spec = tf.TensorSpec([None], tf.int32)
+        self._epoch_fn = tf.function(self._epoch, input_signature=[order_spec])
+        self._error_fn = tf.function(self._error)
+
+    # ------------------------------------------------------------------ graph bodies
+
+    def _logits(self, x: Any) -> Any:
+        tf = self._tf
+        h = x
+        n_layers = len(self._params) // 2
+        for i in range(n_layers):
+            h = tf.matmul(h, self._params[2 * i]) + self._params[2 * i + 1]
+            if i < n_layers - 1:
+                h = tf.nn.relu(h)
+        return h
+
+    def _epoch(self, order: Any) -> Any:
+        tf = self._tf
+        n = tf.shape(order)[0]
+        batch = tf.constant(self._batch, tf.int32)
+        steps = (n + batch - 1) // batch
+        total = tf.constant(0.0, tf.float32)
+        for i in tf.range(steps):
+            idx = order[i * batch : tf.minimum((i + 1) * batch, n)]
+            xb = tf.gather(self._x, idx)
+            yb = tf.gather(self._y, idx)
+            with tf.GradientTape() as tape:
+                per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(
+                    labels=yb, logits=self._logits(xb)
+                )
+                loss = tf.reduce_mean(per_sample)
+            grads = tape.gradient(loss, self._params)
+            tf_rules.apply_updates(tf, self._optim, self._params, grads, self._slots, self._t)
+            total += tf.reduce_sum(per_sample)
+        return total / tf.cast(tf.maximum(n, 1), tf.float32)
+
+    def _error(self) -> Any:
+        tf = self._tf
+        pred = tf.argmax(self._logits(self._x_test), axis=1, output_type=tf.int32)
+        return tf.reduce_mean(tf.cast(tf.not_equal(pred, self._y_test), tf.float32))
+
+    # ------------------------------------------------------------------ MlpModel
+
+    def compile(self) -> float:
+        """Trace and run both functions once on nothing (an empty order), timing it.
+
+        Running an empty epoch makes TensorFlow finish its graph optimisation now, so the first
+        epoch's wall time is training only; no weight moves (the loop runs zero times).
+        """
+        t0 = time.perf_counter()
+        with self._tf.device(self._device):
+            self._epoch_fn(self._tf.zeros([0], self._tf.int32)).numpy()
+            self._error_fn().numpy()
+        return time.perf_counter() - t0
+
+    def train_epoch(self, order: np.ndarray) -> float:
+        with self._tf.device(self._device):
+            return float(self._epoch_fn(self._tf.constant(order, self._tf.int32)).numpy())
+
+    def error(self) -> float:
+        with self._tf.device(self._device):
+            return float(self._error_fn().numpy())
+
+    def get_state(self) -> tuple[list[np.ndarray], dict[str, list[np.ndarray]], int]:
+        params = [p.numpy() for p in self._params]
+        slots = {k: [v.numpy() for v in vs] for k, vs in self._slots.items()}
+        return params, slots, int(self._t.numpy())
+
+    def set_state(
+        self, params: Sequence[np.ndarray], slots: dict[str, list[np.ndarray]], t: int
+    ) -> None:
+        for var, value in zip(self._params, params, strict=True):
+            var.assign(np.asarray(value, dtype=np.float32))
+        for name, variables in self._slots.items():
+            for var, value in zip(variables, slots[name], strict=True):
+                var.assign(np.asarray(value, dtype=np.float32))
+        self._t.assign(int(t))
