@@ -84,7 +84,10 @@ def load_run(run_dir: Path, journal: Journal | None = None) -> RunData:
     ):
         if child.name not in rows and (child / "timing.jsonl").exists():
             rows[child.name] = {"task_id": child.name, "status": "unknown", "machine": "-"}
-    tasks = tuple(_task(paths, row) for row in rows.values())
+    planned = {
+        str(t["id"]): t for t in plan.get("tasks", []) if isinstance(t, dict) and t.get("id")
+    }
+    tasks = tuple(_task(paths, row, planned.get(str(row["task_id"]))) for row in rows.values())
     machines = _machines(journal, run_id, plan) if run_row is not None else ()
     if not machines:
         machines = _machines_from_plan(plan, tasks)
@@ -104,7 +107,9 @@ def load_run(run_dir: Path, journal: Journal | None = None) -> RunData:
     )
 
 
-def _task(paths: RunPaths, row: dict[str, Any]) -> TaskResult:
+def _task(paths: RunPaths, row: dict[str, Any], planned: dict[str, Any] | None) -> TaskResult:
+    """One task's numbers; what it *was* comes from the plan when the run kept one (the only
+    source for users' own scripts), else from its id."""
     tid = str(row["task_id"])
     timing = read_timing(paths.timing(tid))
     metrics = read_json(paths.metrics(tid))
@@ -112,6 +117,15 @@ def _task(paths: RunPaths, row: dict[str, Any]) -> TaskResult:
     start = next((r for r in timing if r.get("event") == "start"), {})
     trainer, framework, optimizer, device = _parse_id(tid)
     info = {**start, **metrics}
+    if planned is not None:
+        raw = planned.get("params")
+        params: dict[str, Any] = raw if isinstance(raw, dict) else {}
+        trainer = str(planned.get("trainer") or trainer)
+        framework = str(planned.get("framework") or "-")
+        device = str(planned.get("device") or device)
+        optimizer = _str(params.get("optimizer")) or optimizer
+        if trainer == "script":  # the script's own "trainer" label must not hide that it is one
+            info = {k: v for k, v in info.items() if k not in ("trainer", "framework")}
     epochs = tuple(_epoch(r) for r in timing if r.get("event") == "epoch")
     compile_s = _num(metrics.get("compile_time_s"))
     if compile_s is None:

@@ -43,7 +43,7 @@ def make_plots(run: RunData, out_dir: Path) -> tuple[Plot, ...]:
 
     out_dir.mkdir(parents=True, exist_ok=True)
     plots: list[Plot] = []
-    mnist = [t for t in run.tasks if t.trainer == "mnist" and t.epochs]
+    mnist = [t for t in run.tasks if t.trainer in ("mnist", "script") and t.epochs]
     pca = [t for t in run.tasks if t.pca is not None]
     makers: list[tuple[str, str, Any]] = []
     if mnist:

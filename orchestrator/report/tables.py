@@ -150,6 +150,11 @@ def _mnist(run: RunData) -> list[TaskResult]:
     return [t for t in run.tasks if t.trainer == "mnist" and t.epochs]
 
 
+def _curves(run: RunData) -> list[TaskResult]:
+    """Tasks with per-epoch rows: built-in MNIST and users' own scripts that log them."""
+    return [t for t in run.tasks if t.trainer in ("mnist", "script") and t.epochs]
+
+
 def optimizer_table(run: RunData, target: float) -> Table:
     cols = (
         Column("task", "task"),
@@ -165,7 +170,7 @@ def optimizer_table(run: RunData, target: float) -> Table:
         Column("target_epoch", "epoch at target", INT),
     )
     rows: list[tuple[Cell, ...]] = []
-    for t in sorted(_mnist(run), key=lambda t: (t.framework, t.device, t.test_error or 1.0)):
+    for t in sorted(_curves(run), key=lambda t: (t.framework, t.device, t.test_error or 1.0)):
         hit = time_to_target(t, target)
         errors = [e.error for e in t.epochs if e.error is not None]
         rows.append(
@@ -191,7 +196,7 @@ def optimizer_table(run: RunData, target: float) -> Table:
 
 def per_epoch_table(run: RunData, what: str) -> Table:
     """Test error (``what="error"``) or training loss (``"loss"``) of every task, per epoch."""
-    tasks = _mnist(run)
+    tasks = _curves(run)
     n = max((len(t.epochs) for t in tasks), default=0)
     fmt = PCT if what == "error" else FLOAT
     cols = (Column("task", "task"), *(Column(f"e{i}", f"epoch {i}", fmt) for i in range(1, n + 1)))
@@ -365,13 +370,14 @@ def machine_cost_table(run: RunData) -> Table:
 def build_tables(run: RunData, target_error: float = DEFAULT_TARGET_ERROR) -> tuple[Table, ...]:
     """Every table the run has data for, in reading order."""
     tables = [hardware_table(run), device_table(run)]
-    if _mnist(run):
+    if _curves(run):
         tables += [
             optimizer_table(run, target_error),
             per_epoch_table(run, "error"),
             per_epoch_table(run, "loss"),
-            lecun_table(run),
         ]
+    if _mnist(run):
+        tables.append(lecun_table(run))
     if any(t.trainer == "pca" for t in run.tasks):
         tables += [pca_table(run), pca_components_table(run)]
     tables += [task_cost_table(run), machine_cost_table(run)]

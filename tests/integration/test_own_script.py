@@ -86,3 +86,31 @@ def test_script_env_and_gpu_visibility(tmp_path: Path) -> None:
     assert cpu["CUDA_VISIBLE_DEVICES"] == "" and gpu["CUDA_VISIBLE_DEVICES"] == "0"
     assert cpu["ORCHESTRATE_TASK"] == "env-cpu" and cpu["ORCHESTRATE_RUN"] == run.name
     assert cpu["ORCHESTRATE_OUT"].endswith("/out/env-cpu")
+
+
+def test_report_shows_own_script_beside_builtin_trainers(tmp_path: Path) -> None:
+    from tests.fakes import FAKE_TRAINERS
+
+    shutil.copy(EXAMPLE / "train.py", tmp_path / "train.py")
+    (tmp_path / "exp.yaml").write_text(
+        "name: mixed\nworkdir: .\njobs:\n"
+        "  - trainer: mnist\n    optimizer: [adam]\n    epochs: 2\n"
+        "  - name: softmax\n"
+        "    run: python train.py --lr {lr} --batch 64 --epochs 3 --out $ORCHESTRATE_OUT\n"
+        "    params: {lr: [0.5, 0.05]}\n"
+    )
+    env = dict(
+        os.environ,
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+        FAKE_EPOCH_S="0",
+    )
+    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    results = json.loads((Path(summary["run_dir"]) / "report" / "results.json").read_text())
+    text = json.dumps(results)
+    assert "mnist-tensorflow-adam-cpu" in text and "softmax-lr0.5-cpu" in text
+    md = (Path(summary["run_dir"]) / "report" / "report.md").read_text()
+    per_epoch = md.split("### Test error per epoch", 1)[1].split("###", 1)[0]
+    assert "mnist-tensorflow-adam-cpu" in per_epoch and "softmax-lr0.05-cpu" in per_epoch
