@@ -209,6 +209,9 @@ def _hardware(m: dict[str, Any]) -> Hardware:
 def _pca(metrics: dict[str, Any], timing: list[dict[str, Any]]) -> PcaResult | None:
     """PCA numbers under the names the trainer may use; component rows fill the gaps."""
     comp_rows = [r for r in timing if r.get("event") == "component"]
+    reference = metrics.get("reference")
+    if isinstance(reference, dict):  # trainers.pca nests the numpy comparison here
+        metrics = {**reference, **metrics}
     values = _floats(metrics.get("eigenvalues")) or [
         v for v in (_num(r.get("eigenvalue")) for r in comp_rows) if v is not None
     ]
