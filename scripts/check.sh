@@ -13,4 +13,4 @@ echo "== pytest"
 export COVERAGE_ROOT="$PWD"
 python -m pytest --cov --cov-report=term --cov-fail-under="${COV_FLOOR:-$(cat .ci/coverage-floor)}" "$@"
 echo "== coverage of orchestrator/, infra/, ami/ (never below 80%)"
-coverage report --include='orchestrator/*,infra/*,ami/*' --fail-under=80 | tail -1
+coverage report --include='orchestrator/*,infra/*,ami/*' --fail-under=80 | grep TOTAL
