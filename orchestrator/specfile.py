@@ -240,28 +240,24 @@ _PCA_ONLY = ("components", "tol", "max_iter", "normalisation")
 def _trainer_key_issues(
     data: dict[str, Any], positions: Positions, filename: str
 ) -> Iterator[SpecIssue]:
-    """Keys that belong to the other trainer; checked on the raw data so they are reported
+    """Keys that belong to another kind of job; checked on the raw data so they are reported
     together with schema errors rather than only after those are fixed."""
     jobs = data.get("jobs")
     if not isinstance(jobs, list):
         return
     for i, job in enumerate(jobs):
-        if isinstance(job, dict) and "run" in job:
-            for key in (*_MNIST_ONLY, *_PCA_ONLY, "framework", "decay", "epsilon", "subset"):
-                if key in job:
-                    line, col = positions.get(("jobs", i, "__key__", key), (0, 0))
-                    yield SpecIssue(
-                        filename,
-                        line,
-                        col,
-                        format_path(("jobs", i, key)),
-                        f"'{key}' does not apply to a 'run:' job",
-                        "put it in params: and use {" + key + "} in run:",
-                    )
+        if not isinstance(job, dict):
             continue
-        if not isinstance(job, dict) or job.get("trainer") not in ("mnist", "pca"):
+        if "run" in job:
+            keys = (*_MNIST_ONLY, *_PCA_ONLY, "framework", "decay", "epsilon", "subset")
+            message, hint = "does not apply to a 'run:' job", "put it in params: and use {{{}}}"
+        elif job.get("trainer") in ("mnist", "pca"):
+            other = _PCA_ONLY if job["trainer"] == "mnist" else (*_MNIST_ONLY, "decay", "epsilon")
+            keys = (*other, "setup", "outputs", "params")
+            message, hint = f"does not apply to trainer '{job['trainer']}'", "remove it"
+        else:
             continue
-        for key in ("setup", "outputs", "params"):
+        for key in keys:
             if key in job:
                 line, col = positions.get(("jobs", i, "__key__", key), (0, 0))
                 yield SpecIssue(
@@ -269,20 +265,8 @@ def _trainer_key_issues(
                     line,
                     col,
                     format_path(("jobs", i, key)),
-                    f"'{key}' only applies to 'run:' jobs",
-                    "remove it",
-                )
-        wrong = _PCA_ONLY if job["trainer"] == "mnist" else (*_MNIST_ONLY, "decay", "epsilon")
-        for key in wrong:
-            if key in job:
-                line, col = positions.get(("jobs", i, "__key__", key), (0, 0))
-                yield SpecIssue(
-                    filename,
-                    line,
-                    col,
-                    format_path(("jobs", i, key)),
-                    f"'{key}' does not apply to trainer '{job['trainer']}'",
-                    "remove it",
+                    f"'{key}' {message}",
+                    hint.format(key) if "{" in hint else hint,
                 )
 
 

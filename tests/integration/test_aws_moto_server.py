@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -14,6 +13,7 @@ import boto3
 import pytest
 import yaml
 
+from tests.cli import orchestrate
 from tests.fakes import FAKE_TRAINERS
 from tests.sshd import SshdServer, free_port
 
@@ -73,17 +73,6 @@ def _ours(ec2) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
     return {"instances": live, "key_pairs": keys, "security_groups": groups}
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-
-
 def _experiment(tmp_path: Path, env: dict[str, str]) -> Path:
     ec2 = _ec2(env)
     image = sorted(
@@ -117,13 +106,13 @@ def test_aws_example_launches_runs_fetches_and_leaves_nothing(
         }
     )
     spec = _experiment(tmp_path, aws_env)
-    plan = _cli(["plan", str(spec), "--json"], aws_env, tmp_path)
+    plan = orchestrate(["plan", str(spec), "--json"], aws_env, tmp_path)
     assert plan.returncode == 0, plan.stderr
     planned = json.loads(plan.stdout)
     assert {m["name"] for m in planned["machines"]} == {"cpu", "gpu"}
     assert 0 < planned["forecast_usd"] <= 5.0
 
-    proc = _cli(["run", str(spec), "--json"], aws_env, tmp_path)
+    proc = orchestrate(["run", str(spec), "--json"], aws_env, tmp_path)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["counts"] == {"done": 12}
@@ -135,7 +124,7 @@ def test_aws_example_launches_runs_fetches_and_leaves_nothing(
     receipt = (run / "teardown.txt").read_text()
     assert "terminated" in receipt and "deleted" in receipt
     assert _ours(_ec2(aws_env)) == {"instances": [], "key_pairs": [], "security_groups": []}
-    cost = json.loads(_cli(["cost", summary["run_id"], "--json"], aws_env, tmp_path).stdout)
+    cost = json.loads(orchestrate(["cost", summary["run_id"], "--json"], aws_env, tmp_path).stdout)
     assert cost[0]["actual_usd"] > 0 and cost[0]["forecast_usd"] > 0
 
 
@@ -155,11 +144,11 @@ def test_gc_removes_an_instance_orphaned_by_a_crash(
         InstanceType="t3.micro",
         TagSpecifications=[{"ResourceType": "instance", "Tags": tags}],
     )["Instances"][0]["InstanceId"]
-    dry = _cli(["gc", "--dry-run", "--region", REGION], aws_env, tmp_path)
+    dry = orchestrate(["gc", "--dry-run", "--region", REGION], aws_env, tmp_path)
     assert dry.returncode == 0, dry.stderr
     assert orphan in dry.stdout and "would" in dry.stdout
     assert _ours(ec2)["instances"] == [orphan]
-    real = _cli(["gc", "--region", REGION], aws_env, tmp_path)
+    real = orchestrate(["gc", "--region", REGION], aws_env, tmp_path)
     assert real.returncode == 0, real.stderr
     assert orphan in real.stdout and "terminated" in real.stdout
     assert _ours(ec2)["instances"] == []
@@ -167,6 +156,6 @@ def test_gc_removes_an_instance_orphaned_by_a_crash(
 
 def test_check_aws_names_what_it_checked(tmp_path: Path, aws_env: dict[str, str]) -> None:
     spec = _experiment(tmp_path, aws_env)
-    proc = _cli(["plan", str(spec), "--check-aws"], aws_env, tmp_path)
+    proc = orchestrate(["plan", str(spec), "--check-aws"], aws_env, tmp_path)
     assert "ec2:RunInstances" in proc.stdout, proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli import orchestrate
 from tests.fakes import FAKE_TRAINERS
 from tests.procs import live_group_members
 
@@ -41,20 +42,6 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
     )
     (tmp_path / "exp.yaml").write_text(EXP)
     return env
-
-
-def orchestrate(
-    args: list[str], env: dict[str, str], cwd: Path, **kw: object
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        **kw,
-    )  # type: ignore[call-overload]
 
 
 def _journal(tmp_path: Path) -> sqlite3.Connection:
@@ -178,3 +165,43 @@ def test_resume_of_unknown_run_is_exit_2(tmp_path: Path, cli_env: dict[str, str]
     proc = orchestrate(["run", "exp.yaml", "--resume", "nope"], cli_env, tmp_path)
     assert proc.returncode == 2
     assert "no run 'nope'" in proc.stderr
+
+
+def test_down_after_a_crash_stops_the_detached_trainer_and_releases(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    cli_env["FAKE_EPOCH_S"] = "2.0"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
+        env=cli_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "state" / "journal.sqlite"
+    job, run_id = None, None
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and job is None:
+        time.sleep(0.1)
+        try:
+            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+            row = conn.execute("SELECT run_id, job FROM tasks WHERE status='running'").fetchone()
+        except sqlite3.OperationalError:
+            continue
+        if row and row[1]:
+            run_id, job = row[0], json.loads(row[1])
+    assert job is not None and run_id is not None
+    proc.kill()  # the orchestrator dies without any cleanup (a crash, an OOM kill)
+    proc.wait(timeout=10)
+    assert live_group_members(job["pid"]), "the trainer runs detached and outlives the crash"
+    down = orchestrate(["down", run_id, "--json"], cli_env, tmp_path)
+    assert down.returncode == 0, down.stderr
+    receipt = json.loads(down.stdout)
+    assert any("stopped task" in a for a in receipt["actions"])
+    assert any("released machine local" in a for a in receipt["actions"])
+    assert live_group_members(job["pid"]) == []
+    conn = _journal(tmp_path)
+    assert conn.execute("SELECT status FROM runs").fetchone()[0] == "down"
+    assert {s for (s,) in conn.execute("SELECT status FROM machines")} == {"released"}
+    again = orchestrate(["down", run_id, "--json"], cli_env, tmp_path)  # idempotent
+    assert again.returncode == 0 and json.loads(again.stdout)["actions"] == []

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -13,6 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.cli import orchestrate
 from tests.fakes import FAKE_TRAINERS
 from tests.sshd import SshdServer
 
@@ -39,19 +39,6 @@ def _hosts(servers: list[SshdServer], tmp_path: Path, *, slots: int = 1) -> list
     ]
 
 
-def _cli(
-    args: list[str], env: dict[str, str], cwd: Path, timeout: int = 600
-) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
 def test_tasks_spread_over_two_hosts_and_come_back(
     tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
 ) -> None:
@@ -76,7 +63,7 @@ def test_tasks_spread_over_two_hosts_and_come_back(
         ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
         FAKE_EPOCH_S="0.2",
     )
-    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path)
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["counts"] == {"done": 4, "skipped": 4}
@@ -110,7 +97,7 @@ def test_a_host_that_never_answers_fails_its_tasks_and_the_other_carries_on(
         ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
         ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
     )
-    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path, timeout=300)
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path, timeout=300)
     summary = json.loads(proc.stdout.splitlines()[-1])
     # Work-sharing: the live host takes every task the dead one never could.
     assert summary["counts"] == {"done": 2}, summary
@@ -135,7 +122,7 @@ def test_own_script_matrix_over_two_hosts(
     (project / "experiment.yaml").write_text(yaml.safe_dump(exp))
     env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
     env.pop("ORCHESTRATE_TRAINERS_SRC", None)
-    proc = _cli(["run", str(project / "experiment.yaml"), "--json"], env, tmp_path)
+    proc = orchestrate(["run", str(project / "experiment.yaml"), "--json"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["counts"] == {"done": 4}
@@ -158,7 +145,7 @@ def test_quickstart_over_two_ssh_hosts(
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
     env.pop("ORCHESTRATE_TRAINERS_SRC", None)
-    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path, timeout=900)
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.splitlines()[-1])
     done = [t for t in summary["tasks"] if t["status"] == "done"]

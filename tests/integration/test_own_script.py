@@ -6,9 +6,9 @@ import json
 import os
 import shutil
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
+
+from tests.cli import orchestrate
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "own-script"
 
@@ -17,23 +17,12 @@ def _env_file(path: Path) -> dict[str, str]:
     return dict(line.split("=", 1) for line in path.read_text().splitlines())
 
 
-def _cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "orchestrator", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-
-
 def test_own_script_matrix_runs_and_brings_back_outputs(tmp_path: Path) -> None:
     project = tmp_path / "project"
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
     env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
     env.pop("ORCHESTRATE_TRAINERS_SRC", None)
-    proc = _cli(["run", str(project / "experiment.yaml"), "--json"], env, tmp_path)
+    proc = orchestrate(["run", str(project / "experiment.yaml"), "--json"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     assert summary["counts"] == {"done": 4}
@@ -59,7 +48,7 @@ def test_secret_in_workdir_refuses_to_launch(tmp_path: Path) -> None:
     shutil.copytree(EXAMPLE, project, ignore=shutil.ignore_patterns("checkpoints", "__pycache__"))
     (project / "id_ed25519").write_text("-----BEGIN OPENSSH PRIVATE KEY-----")
     env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
-    proc = _cli(["run", str(project / "experiment.yaml")], env, tmp_path)
+    proc = orchestrate(["run", str(project / "experiment.yaml")], env, tmp_path)
     assert proc.returncode == 2
     assert "refusing to ship secret-looking file(s)" in proc.stderr and "id_ed25519" in proc.stderr
     assert not (tmp_path / "runs").exists()
@@ -74,7 +63,7 @@ def test_script_env_and_gpu_visibility(tmp_path: Path) -> None:
     env = dict(
         os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"), ORCHESTRATE_LOCAL_GPUS="1"
     )
-    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path)
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     run = Path(json.loads(proc.stdout.splitlines()[-1])["run_dir"])
     cpu = dict(
@@ -105,7 +94,7 @@ def test_report_shows_own_script_beside_builtin_trainers(tmp_path: Path) -> None
         ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
         FAKE_EPOCH_S="0",
     )
-    proc = _cli(["run", "exp.yaml", "--json"], env, tmp_path)
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout.splitlines()[-1])
     results = json.loads((Path(summary["run_dir"]) / "report" / "results.json").read_text())
