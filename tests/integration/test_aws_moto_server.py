@@ -3,9 +3,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
+import sqlite3
+import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -159,3 +164,69 @@ def test_check_aws_names_what_it_checked(tmp_path: Path, aws_env: dict[str, str]
     proc = orchestrate(["plan", str(spec), "--check-aws"], aws_env, tmp_path)
     assert "ec2:RunInstances" in proc.stdout, proc.stdout + proc.stderr
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_down_after_a_crash_terminates_instances_and_deletes_the_rest(
+    tmp_path: Path, aws_env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    (host,) = sshd_fleet(1)
+    aws_env["ORCHESTRATE_TEST_INSTANCE"] = json.dumps(
+        {
+            "host": host.host,
+            "port": host.port,
+            "user": host.user,
+            "key_path": host.key_path,
+            "host_key": host.host_key,
+            "python": sys.executable,
+        }
+    )
+    spec = _experiment(tmp_path, aws_env)
+    exp = yaml.safe_load(spec.read_text())
+    (tmp_path / "project").mkdir()
+    exp["workdir"] = "project"
+    exp["jobs"] = [{"name": "sleepy", "run": "sleep 120", "device": ["cpu", "gpu"]}]
+    spec.write_text(yaml.safe_dump(exp))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", str(spec)],
+        env=aws_env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "state" / "journal.sqlite"
+    run_id = None
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and run_id is None:
+        time.sleep(0.2)
+        try:
+            row = (
+                sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                .execute(
+                    "SELECT run_id FROM machines WHERE status='running' GROUP BY run_id "
+                    "HAVING COUNT(*) = 2"
+                )
+                .fetchone()
+            )
+        except sqlite3.OperationalError:
+            continue
+        run_id = row[0] if row else None
+    assert run_id is not None, "both machines never came up"
+    proc.kill()  # the orchestrator dies: no finally, no teardown
+    proc.wait(timeout=10)
+    try:
+        _down_after_crash(run_id, aws_env, tmp_path)
+    finally:
+        # The stand-in host is this machine: stop the detached `sleep`s a real terminate would.
+        rows = sqlite3.connect(db).execute("SELECT job FROM tasks WHERE job IS NOT NULL")
+        for (job,) in rows:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(json.loads(job)["pid"], signal.SIGKILL)
+
+
+def _down_after_crash(run_id: str, aws_env: dict[str, str], tmp_path: Path) -> None:
+    ec2 = _ec2(aws_env)
+    assert len(_ours(ec2)["instances"]) == 2  # left running by the crash
+    down = orchestrate(["down", run_id], aws_env, tmp_path)
+    assert down.returncode == 0, down.stdout + down.stderr
+    assert "terminated" in down.stdout and "deleted" in down.stdout
+    assert _ours(ec2) == {"instances": [], "key_pairs": [], "security_groups": []}
