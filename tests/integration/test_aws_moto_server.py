@@ -96,11 +96,9 @@ def _experiment(tmp_path: Path, env: dict[str, str]) -> Path:
     return path
 
 
-def test_aws_example_launches_runs_fetches_and_leaves_nothing(
-    tmp_path: Path, aws_env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
-) -> None:
-    (host,) = sshd_fleet(1)
-    aws_env["ORCHESTRATE_TEST_INSTANCE"] = json.dumps(
+def _stand_in(host: SshdServer) -> str:
+    """The seam's value: this sshd plays every instance, with our interpreter."""
+    return json.dumps(
         {
             "host": host.host,
             "port": host.port,
@@ -110,6 +108,13 @@ def test_aws_example_launches_runs_fetches_and_leaves_nothing(
             "python": sys.executable,
         }
     )
+
+
+def test_aws_example_launches_runs_fetches_and_leaves_nothing(
+    tmp_path: Path, aws_env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    (host,) = sshd_fleet(1)
+    aws_env["ORCHESTRATE_TEST_INSTANCE"] = _stand_in(host)
     spec = _experiment(tmp_path, aws_env)
     plan = orchestrate(["plan", str(spec), "--json"], aws_env, tmp_path)
     assert plan.returncode == 0, plan.stderr
@@ -170,16 +175,7 @@ def test_down_after_a_crash_terminates_instances_and_deletes_the_rest(
     tmp_path: Path, aws_env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
 ) -> None:
     (host,) = sshd_fleet(1)
-    aws_env["ORCHESTRATE_TEST_INSTANCE"] = json.dumps(
-        {
-            "host": host.host,
-            "port": host.port,
-            "user": host.user,
-            "key_path": host.key_path,
-            "host_key": host.host_key,
-            "python": sys.executable,
-        }
-    )
+    aws_env["ORCHESTRATE_TEST_INSTANCE"] = _stand_in(host)
     spec = _experiment(tmp_path, aws_env)
     exp = yaml.safe_load(spec.read_text())
     (tmp_path / "project").mkdir()

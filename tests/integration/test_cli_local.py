@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -112,33 +113,42 @@ def test_plan_is_side_effect_free_and_has_json(tmp_path: Path, cli_env: dict[str
     assert not (tmp_path / "runs").exists()
 
 
-def test_sigint_stops_children_and_resume_completes(
-    tmp_path: Path, cli_env: dict[str, str]
-) -> None:
-    cli_env["FAKE_EPOCH_S"] = "1.0"
+def _start_and_wait_for_a_task(
+    tmp_path: Path, env: dict[str, str], **popen: object
+) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:
+    """``orchestrate run`` in the background; returns once the journal shows a running task."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
-        env=cli_env,
+        env=env,
         cwd=tmp_path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
         text=True,
+        **popen,  # type: ignore[call-overload]
     )
     db = tmp_path / "state" / "journal.sqlite"
     deadline = time.monotonic() + 60
-    job = None
-    while time.monotonic() < deadline and job is None:
+    while time.monotonic() < deadline:
         time.sleep(0.1)
         try:
             row = (
                 sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                .execute("SELECT job FROM tasks WHERE status='running'")
+                .execute("SELECT run_id, job FROM tasks WHERE status='running'")
                 .fetchone()
             )
         except sqlite3.OperationalError:  # no journal or no schema yet
             continue
-        job = json.loads(row[0]) if row and row[0] else None
-    assert job is not None, "no task started"
+        if row and row[1]:
+            return proc, str(row[0]), json.loads(row[1])
+    proc.kill()
+    raise AssertionError("no task started")
+
+
+def test_sigint_stops_children_and_resume_completes(
+    tmp_path: Path, cli_env: dict[str, str]
+) -> None:
+    cli_env["FAKE_EPOCH_S"] = "1.0"
+    proc, _, job = _start_and_wait_for_a_task(
+        tmp_path, cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     time.sleep(1.2)  # let it finish an epoch, so there is a partial log to keep
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
@@ -171,26 +181,9 @@ def test_down_after_a_crash_stops_the_detached_trainer_and_releases(
     tmp_path: Path, cli_env: dict[str, str]
 ) -> None:
     cli_env["FAKE_EPOCH_S"] = "2.0"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
-        env=cli_env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc, run_id, job = _start_and_wait_for_a_task(
+        tmp_path, cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    db = tmp_path / "state" / "journal.sqlite"
-    job, run_id = None, None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and job is None:
-        time.sleep(0.1)
-        try:
-            conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-            row = conn.execute("SELECT run_id, job FROM tasks WHERE status='running'").fetchone()
-        except sqlite3.OperationalError:
-            continue
-        if row and row[1]:
-            run_id, job = row[0], json.loads(row[1])
-    assert job is not None and run_id is not None
     proc.kill()  # the orchestrator dies without any cleanup (a crash, an OOM kill)
     proc.wait(timeout=10)
     assert live_group_members(job["pid"]), "the trainer runs detached and outlives the crash"
