@@ -96,12 +96,13 @@ class RichReporter:
                 "all tasks", total=len(e.tasks), state="", line=""
             )
             for tid, _machine, status in e.tasks:
+                pending = status == "pending"
                 self._rows[tid] = self.progress.add_task(
                     tid,
-                    total=None if status == "pending" else 1,
+                    total=None if pending else 1,
+                    completed=0 if pending else 1,  # skipped/done rows show no spinner
                     state=status,
                     line="",
-                    start=status == "pending",
                 )
         elif isinstance(e, TaskEvent) and e.task_id in self._rows:
             row = self._rows[e.task_id]

@@ -10,7 +10,7 @@ from typing import Any
 
 from infra.provider import Provider
 from orchestrator.cost import load_catalog
-from orchestrator.errors import OrchestrateError, SpecError, SpecIssue
+from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.providers import build_provider
 from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal, RunRow
@@ -98,11 +98,14 @@ def cmd_check_aws(args: argparse.Namespace) -> int:
         now=datetime.now(UTC),
         prices=load_catalog(args.state_dir),
     )
-    provider = setup.provider
+    from infra.aws import AwsProvider
+
+    provider = getattr(setup.provider, "inner", setup.provider)  # unwrap a test stand-in
+    assert isinstance(provider, AwsProvider)
     ok = True
     for offer in setup.offers:
         launch = provider.prepare(offer.request)
-        report = check_permissions(provider.ec2, launch, region=provider.region)  # type: ignore[attr-defined]
+        report = check_permissions(provider.ec2, launch, region=provider.region)
         ok = ok and report.ok
         print(f"machine {offer.request.name}:")
         print(report.render())
@@ -168,7 +171,3 @@ def add_cloud_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     ls.add_argument("--region")
     ls.add_argument("--profile")
     ls.set_defaults(func=cmd_ami_list)
-
-
-class CheckFailed(OrchestrateError):
-    exit_code = 2

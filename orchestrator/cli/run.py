@@ -201,7 +201,17 @@ def run_args(
 
 def _install_signal_handlers(engine: Engine) -> dict[int, object]:
     def handler(signum: int, frame: FrameType | None) -> None:
+        # Never exit from here: cleanup (stop, fetch, release) must finish even on a second
+        # Ctrl-C, or machines would keep billing. Say so, once per signal.
+        first = not engine.stopping
         engine.request_stop(f"interrupted by {signal.Signals(signum).name}")
+        grace = engine.config.stop_grace_s
+        note = (
+            f"stopping: trainers get {grace:.0f}s to save, results are fetched, machines released"
+            if first
+            else "still cleaning up so nothing is left running or billing; please wait"
+        )
+        print(f"\n{note}", file=sys.stderr, flush=True)
 
     previous: dict[int, object] = {}
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
