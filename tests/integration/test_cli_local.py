@@ -198,3 +198,17 @@ def test_down_after_a_crash_stops_the_detached_trainer_and_releases(
     assert {s for (s,) in conn.execute("SELECT status FROM machines")} == {"released"}
     again = orchestrate(["down", run_id, "--json"], cli_env, tmp_path)  # idempotent
     assert again.returncode == 0 and json.loads(again.stdout)["actions"] == []
+
+
+def test_logs_follow_streams_until_the_run_ends(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    cli_env["FAKE_EPOCH_S"] = "0.3"
+    proc, run_id, _ = _start_and_wait_for_a_task(
+        tmp_path, cli_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    follow = orchestrate(["logs", run_id, "-f"], cli_env, tmp_path, timeout=120)
+    assert proc.wait(timeout=60) == 0
+    assert follow.returncode == 0
+    lines = follow.stdout.splitlines()
+    # every task's lines, prefixed with its id, through to the last epoch of the last task
+    assert "mnist-tensorflow-sgd-cpu | epoch 3/3 loss 0.333" in lines
+    assert "pca-tensorflow-cpu | epoch 2/2 loss 0.500" in lines
