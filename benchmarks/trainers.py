@@ -16,7 +16,8 @@ Each is compiled/warmed first, then timed for ``--epochs`` epochs; the figure is
 epoch's samples/s (training only, no evaluation). Contestants take turns epoch by epoch, so a
 burst of load from elsewhere on the machine hits all of them alike.
 
-Writes the section "## Trainers: MLP throughput" of benchmarks/RESULTS.md (other sections kept).
+Writes the section "## Trainers: MLP throughput" of benchmarks/RESULTS.md (other sections kept),
+then runs ``benchmarks.pca`` (gradient PCA vs numpy/scikit-learn; ``--skip-pca`` to leave it).
 """
 
 from __future__ import annotations
@@ -188,6 +189,9 @@ def main() -> None:
     p.add_argument("--data-dir", type=Path, default=SHARED_DATA if SHARED_DATA.is_dir() else None)
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "RESULTS.md")
     p.add_argument("--no-results", action="store_true", help="print only; keep RESULTS.md")
+    p.add_argument(
+        "--skip-pca", action="store_true", help="only the MLP; benchmarks/pca.py runs PCA alone"
+    )
     args = p.parse_args()
     args.load_before = os.getloadavg()[0]
 
@@ -207,6 +211,16 @@ def main() -> None:
     if not args.no_results:
         write_section(args.results, section)
         print(f"wrote {args.results}")
+    if not args.skip_pca:
+        # The trainers' other question (gradient PCA vs numpy eigh and scikit-learn, time and
+        # peak memory) has its own script, since each method must run in its own process.
+        import subprocess
+        import sys
+
+        cmd = [sys.executable, "-m", "benchmarks.pca"]
+        if args.no_results:
+            cmd.append("--no-results")
+        subprocess.run(cmd, cwd=REPO, check=True)
 
 
 if __name__ == "__main__":
