@@ -226,3 +226,36 @@ def _down_after_crash(run_id: str, aws_env: dict[str, str], tmp_path: Path) -> N
     assert down.returncode == 0, down.stdout + down.stderr
     assert "terminated" in down.stdout and "deleted" in down.stdout
     assert _ours(ec2) == {"instances": [], "key_pairs": [], "security_groups": []}
+
+
+MNIST = ROOT.parent / "shared" / "datasets" / "mnist.npz"
+
+
+@pytest.mark.skipif(not MNIST.exists(), reason="needs ../shared/datasets/mnist.npz")
+def test_aws_example_with_the_real_trainers_on_its_cpu_machine(
+    tmp_path: Path, aws_env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    """The same path with real TensorFlow/PyTensor training (cpu variants: the stand-in has no
+    GPU, and a gpu trainer there would rightly exit 3 rather than run on the CPU)."""
+    (host,) = sshd_fleet(1)
+    aws_env["ORCHESTRATE_TEST_INSTANCE"] = _stand_in(host)
+    aws_env.pop("ORCHESTRATE_TRAINERS_SRC")
+    spec = _experiment(tmp_path, aws_env)
+    exp = yaml.safe_load(spec.read_text())
+    exp["data_dir"] = str(MNIST.parent)
+    for job in exp["jobs"]:
+        job["device"] = ["cpu"]
+        job["subset"] = 5000
+        if job["trainer"] == "pca":
+            job["components"] = 3
+    spec.write_text(yaml.safe_dump(exp))
+    proc = orchestrate(["run", str(spec), "--json"], aws_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["counts"] == {"done": 6}
+    assert {t["machine"] for t in summary["tasks"]} == {"cpu"}  # the gpu class was not launched
+    run = Path(summary["run_dir"])
+    manifest = json.loads((run / "mnist-theano-adam-cpu" / "manifest.json").read_text())
+    assert manifest["device_used"] == "cpu"
+    assert all(t["test_error"] < 0.3 for t in summary["tasks"] if t["task_id"].startswith("mnist"))
+    assert _ours(_ec2(aws_env)) == {"instances": [], "key_pairs": [], "security_groups": []}
