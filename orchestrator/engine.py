@@ -9,9 +9,7 @@ fetched, then machines are released.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shlex
 import shutil
 import threading
@@ -21,19 +19,17 @@ from pathlib import Path
 
 from infra.errors import OrchestrateError
 from infra.provider import Bootstraps, Machine, Provider, TearsDownRuns
-from infra.transport.base import Job, Transport
+from infra.transport.base import Transport
 from orchestrator.cost import CostGuard
-from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent, TaskOutput
-from orchestrator.matrix import with_python_on_path
+from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
 from orchestrator.state import TASK_DONE, Journal
 from orchestrator.summary import RunSummary, summarize
+from orchestrator.task_run import SetupGate, collect_outputs, follow, last_line, task_command
 from orchestrator.workdir import WorkdirSelection
 
-_POLL_FIRST_S = 0.005  # start polling fast so short tasks finish without a fixed delay ...
-_POLL_GROWTH = 1.25  # ... and back off gently ...
-_POLL_MAX_S = 0.5  # ... so long ones cost little
+_POLL_MAX_S = 0.5  # polls back off to this, so long tasks cost little
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class Engine:
         self._lock = threading.Lock()
         self._queue: list[PlannedTask] = []
         self._free_gpus: dict[str, list[int]] = {}
-        self._setup_locks: dict[tuple[str, str], threading.Lock] = {}
+        self._setup = SetupGate()
         self._dead: dict[str, str] = {}
         self._failed = False
 
@@ -330,34 +326,23 @@ class Engine:
     ) -> None:
         run_id, task = plan.run_id, pt.task
         out, log = ws.out(task.id), ws.log(task.id)
-        argv = task.argv(python=machine.python, out=out, data_dir=self.config.data_dir)
-        if task.trainer == "mnist":
-            argv += ["--checkpoint-dir", ws.checkpoints(task.id)]
-        if (self.config.trainers_src / "measure.py").exists():
-            # Timing without cooperation: wall time, exit code and peak memory for any command.
-            # -S: the wrapper is stdlib-only, so skip site-packages scanning (~15 ms a task).
-            argv = [machine.python, "-S", "-m", "trainers.measure", "--out", out, "--", *argv]
-        env = {
-            "PYTHONPATH": ws.code,
-            "PYTHONUNBUFFERED": "1",
-            "ORCHESTRATE_RUN": run_id,
-            "ORCHESTRATE_TASK": task.id,
-            "ORCHESTRATE_OUT": out,
-            "ORCHESTRATE_PARAMS": json.dumps(dict(task.params)),
-            # cpu tasks see no GPU (a cpu variant on a GPU machine); a gpu task sees its own.
-            "CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu),
-        }
-        for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
-            if key in os.environ and machine.provider == "local":
-                env[key] = os.environ[key]
+        command = task_command(
+            task,
+            machine,
+            ws,
+            run_id=run_id,
+            data_dir=self.config.data_dir,
+            gpu=gpu,
+            measured=(self.config.trainers_src / "measure.py").exists(),
+        )
         started = f"{log}.started"  # outputs newer than this belong to this task
         transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
         if task.setup:
-            self._setup_once(machine, transport, ws, task.setup)
+            self._setup.run_once(machine, transport, ws, task.setup)
         local_dir = paths.task_dir(task.id)
         local_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
-        job = transport.start(argv, env=env, log=log, cwd=ws.work if task.is_script else ws.code)
+        job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
         self.journal.task_started(
             run_id,
             task.id,
@@ -365,8 +350,16 @@ class Engine:
             machine=machine.name,
         )
         self.reporter.event(TaskEvent(task.id, "running", machine.name))
-        exit_code, stopped, timed_out = self._follow(
-            transport, job, paths.task_log(task.id), task.id, t0
+        exit_code, stopped, timed_out = follow(
+            transport,
+            job,
+            paths.task_log(task.id),
+            task.id,
+            self.reporter,
+            should_stop=lambda: self.stopping,
+            timeout_s=self.config.task_timeout_s,
+            grace_s=self.config.stop_grace_s,
+            poll_max_s=self.config.poll_max_s,
         )
         wall = time.monotonic() - t0
         if task.outputs:
@@ -381,90 +374,10 @@ class Engine:
             status, detail = "done", None
         else:
             status = "failed"
-            detail = f"exit {exit_code}: {_last_line(paths.task_log(task.id))}"
+            detail = f"exit {exit_code}: {last_line(paths.task_log(task.id))}"
         if status == "failed":
             self._failed = True
         self.journal.task_ended(
             run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail
         )
         self.reporter.event(TaskEvent(task.id, status, detail or f"{wall:.1f}s"))
-
-    def _setup_once(
-        self, machine: Machine, transport: Transport, ws: Workspace, setup: str
-    ) -> None:
-        """Run a job's ``setup:`` once per machine: a marker named by the text's hash makes it
-        idempotent across tasks and runs; a lock keeps two slots from running it at once."""
-        digest = hashlib.sha256(setup.encode()).hexdigest()[:16]
-        with self._lock:
-            lock = self._setup_locks.setdefault((machine.id, digest), threading.Lock())
-        marker = f"{machine.workspace_root}/.setup-{digest}.done"
-        script = with_python_on_path(
-            machine.python,
-            f"test -e {shlex.quote(marker)} || {{ ( {setup} ) && touch {shlex.quote(marker)}; }}",
-        )
-        with lock:
-            result = transport.run(
-                ["sh", "-c", f"cd {shlex.quote(ws.work)} && {script}"],
-                check=False,
-                timeout_s=3600,
-            )
-        if not result.ok:
-            tail = (result.tail("stderr", 5) or result.tail("stdout", 5)).replace("\n", " | ")
-            raise TaskSetupFailed(f"setup failed (exit {result.exit_code}): {tail}")
-
-    def _follow(
-        self, transport: Transport, job: Job, local_log: Path, task_id: str, t0: float
-    ) -> tuple[int | None, bool, bool]:
-        """Stream the job's log until it ends; returns (exit code, stopped, timed out)."""
-        offset, delay = 0, _POLL_FIRST_S
-        timeout = self.config.task_timeout_s
-        with open(local_log, "a", encoding="utf-8") as fh:
-            while True:
-                status = transport.poll(job, log_offset=offset)
-                offset = status.log_offset
-                if status.log_chunk:
-                    fh.write(status.log_chunk)
-                    fh.flush()
-                    self.reporter.event(TaskOutput(task_id, status.log_chunk))
-                if status.finished:
-                    return status.exit_code, False, False
-                over_time = timeout is not None and time.monotonic() - t0 > timeout
-                if self.stopping or over_time:
-                    transport.stop(job, grace_s=self.config.stop_grace_s)
-                    final = transport.poll(job, log_offset=offset)
-                    if final.log_chunk:
-                        fh.write(final.log_chunk)
-                        self.reporter.event(TaskOutput(task_id, final.log_chunk))
-                    return final.exit_code, self.stopping, over_time and not self.stopping
-                time.sleep(delay)
-                delay = min(delay * _POLL_GROWTH, self.config.poll_max_s)
-
-
-def _last_line(path: Path) -> str:
-    try:
-        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
-    except OSError:
-        return ""
-    return lines[-1][:300] if lines else ""
-
-
-class TaskSetupFailed(OrchestrateError):
-    """A job's ``setup:`` command failed on a machine; its tasks there fail with the output."""
-
-
-def collect_outputs(work: str, out: str, patterns: tuple[str, ...], *, newer_than: str) -> str:
-    """A shell snippet copying ``outputs:`` globs from the workdir into ``out/outputs/``.
-
-    Only files written since the task started are taken, so tasks sharing a workdir do not
-    pick up each other's files. Patterns are validated in the spec (no spaces or shell
-    syntax), so they expand unquoted.
-    """
-    dest = shlex.quote(f"{out}/outputs")
-    marker = shlex.quote(newer_than)
-    lines = [f"cd {shlex.quote(work)} || exit 0"]
-    for pattern in patterns:
-        lines.append(
-            f'for f in {pattern}; do [ -e "$f" ] && [ "$f" -nt {marker} ] || continue; '
-            f'mkdir -p {dest}/"$(dirname "$f")"; cp -a "$f" {dest}/"$f"; done'
-        )
-    return "\n".join(lines)

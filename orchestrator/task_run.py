@@ -1,0 +1,167 @@
+"""One task on one machine: its command line and environment, following it, its outputs.
+
+Split from the engine so the engine keeps the *when* (queues, slots, machines, cancellation)
+and this module the *how* of a single task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from infra.errors import OrchestrateError
+from infra.provider import Machine
+from infra.transport.base import Job, Transport
+from orchestrator.events import Reporter, TaskOutput
+from orchestrator.matrix import Task, with_python_on_path
+from orchestrator.paths import Workspace
+
+POLL_FIRST_S = 0.005  # start polling fast so short tasks finish without a fixed delay ...
+POLL_GROWTH = 1.25  # ... and back off gently ...
+
+
+class TaskSetupFailed(OrchestrateError):
+    """A job's ``setup:`` command failed on a machine; its tasks there fail with the output."""
+
+
+@dataclass(frozen=True)
+class TaskCommand:
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+
+
+def task_command(
+    task: Task,
+    machine: Machine,
+    ws: Workspace,
+    *,
+    run_id: str,
+    data_dir: str | None,
+    gpu: int | None,
+    measured: bool,
+) -> TaskCommand:
+    """What to start on the machine for ``task``: the trainer contract's command line (or the
+    user's command), wrapped by ``trainers.measure``, and the environment it is promised."""
+    out = ws.out(task.id)
+    argv = task.argv(python=machine.python, out=out, data_dir=data_dir)
+    if task.trainer == "mnist":
+        argv += ["--checkpoint-dir", ws.checkpoints(task.id)]
+    if measured:
+        # Timing without cooperation: wall time, exit code and peak memory for any command.
+        # -S: the wrapper is stdlib-only, so skip site-packages scanning (~15 ms a task).
+        argv = [machine.python, "-S", "-m", "trainers.measure", "--out", out, "--", *argv]
+    env = {
+        "PYTHONPATH": ws.code,
+        "PYTHONUNBUFFERED": "1",
+        "ORCHESTRATE_RUN": run_id,
+        "ORCHESTRATE_TASK": task.id,
+        "ORCHESTRATE_OUT": out,
+        "ORCHESTRATE_PARAMS": json.dumps(dict(task.params)),
+        # cpu tasks see no GPU (a cpu variant on a GPU machine); a gpu task sees its own.
+        "CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu),
+    }
+    for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
+        # This machine's data cache settings mean nothing on another machine.
+        if key in os.environ and machine.provider == "local":
+            env[key] = os.environ[key]
+    return TaskCommand(argv, env, ws.work if task.is_script else ws.code)
+
+
+class SetupGate:
+    """Runs a job's ``setup:`` once per machine: a marker named by the text's hash makes it
+    idempotent across tasks and runs; a lock keeps two slots from running it at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._locks: dict[tuple[str, str], threading.Lock] = {}
+
+    def run_once(self, machine: Machine, transport: Transport, ws: Workspace, setup: str) -> None:
+        digest = hashlib.sha256(setup.encode()).hexdigest()[:16]
+        with self._lock:
+            lock = self._locks.setdefault((machine.id, digest), threading.Lock())
+        marker = shlex.quote(f"{machine.workspace_root}/.setup-{digest}.done")
+        script = with_python_on_path(
+            machine.python, f"test -e {marker} || {{ ( {setup} ) && touch {marker}; }}"
+        )
+        with lock:
+            result = transport.run(
+                ["sh", "-c", f"cd {shlex.quote(ws.work)} && {script}"],
+                check=False,
+                timeout_s=3600,
+            )
+        if not result.ok:
+            tail = (result.tail("stderr", 5) or result.tail("stdout", 5)).replace("\n", " | ")
+            raise TaskSetupFailed(f"setup failed (exit {result.exit_code}): {tail}")
+
+
+def follow(
+    transport: Transport,
+    job: Job,
+    local_log: Path,
+    task_id: str,
+    reporter: Reporter,
+    *,
+    should_stop: Callable[[], bool],
+    timeout_s: float | None,
+    grace_s: float,
+    poll_max_s: float,
+) -> tuple[int | None, bool, bool]:
+    """Stream the job's log into ``local_log`` and events until it ends, is stopped or times
+    out; returns (exit code, stopped, timed out)."""
+    offset, delay = 0, POLL_FIRST_S
+    t0 = time.monotonic()
+    with open(local_log, "a", encoding="utf-8") as fh:
+        while True:
+            status = transport.poll(job, log_offset=offset)
+            offset = status.log_offset
+            if status.log_chunk:
+                fh.write(status.log_chunk)
+                fh.flush()
+                reporter.event(TaskOutput(task_id, status.log_chunk))
+            if status.finished:
+                return status.exit_code, False, False
+            over_time = timeout_s is not None and time.monotonic() - t0 > timeout_s
+            stopping = should_stop()
+            if stopping or over_time:
+                transport.stop(job, grace_s=grace_s)
+                final = transport.poll(job, log_offset=offset)
+                if final.log_chunk:
+                    fh.write(final.log_chunk)
+                    reporter.event(TaskOutput(task_id, final.log_chunk))
+                return final.exit_code, stopping, over_time and not stopping
+            time.sleep(delay)
+            delay = min(delay * POLL_GROWTH, poll_max_s)
+
+
+def last_line(path: Path) -> str:
+    try:
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
+    except OSError:
+        return ""
+    return lines[-1][:300] if lines else ""
+
+
+def collect_outputs(work: str, out: str, patterns: tuple[str, ...], *, newer_than: str) -> str:
+    """A shell snippet copying ``outputs:`` globs from the workdir into ``out/outputs/``.
+
+    Only files written since the task started are taken, so tasks sharing a workdir do not
+    pick up each other's files. Patterns are validated in the spec (no spaces or shell
+    syntax), so they expand unquoted.
+    """
+    dest = shlex.quote(f"{out}/outputs")
+    marker = shlex.quote(newer_than)
+    lines = [f"cd {shlex.quote(work)} || exit 0"]
+    for pattern in patterns:
+        lines.append(
+            f'for f in {pattern}; do [ -e "$f" ] && [ "$f" -nt {marker} ] || continue; '
+            f'mkdir -p {dest}/"$(dirname "$f")"; cp -a "$f" {dest}/"$f"; done'
+        )
+    return "\n".join(lines)

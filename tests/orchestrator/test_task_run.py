@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+from infra.provider import Machine
+from orchestrator.matrix import expand
+from orchestrator.paths import Workspace
+from orchestrator.specfile import parse_experiment
+from orchestrator.task_run import collect_outputs, task_command
+
+MACHINE = Machine(
+    id="m-1",
+    provider="aws",
+    name="gpu",
+    address=None,
+    gpus=1,
+    cpus=4,
+    hourly_usd=0.5,
+    started_at=datetime(2026, 1, 1, tzinfo=UTC),
+    python="/opt/orchestrate/venv/bin/python",
+    workspace_root="/home/ubuntu/orchestrate",
+)
+WS = Workspace("/home/ubuntu/orchestrate/run-1")
+
+
+def _tasks():  # type: ignore[no-untyped-def]
+    exp = parse_experiment(
+        "name: x\njobs:\n  - trainer: mnist\n    optimizer: adam\n    device: [cpu, gpu]\n"
+        "  - name: own\n    run: python t.py --lr {lr}\n    params: {lr: [0.1]}\n",
+        "x.yaml",
+    )
+    return {t.id: t for t in expand(exp)}
+
+
+def test_trainer_command_env_and_gpu_visibility() -> None:
+    tasks = _tasks()
+    gpu = task_command(
+        tasks["mnist-tensorflow-adam-gpu"],
+        MACHINE,
+        WS,
+        run_id="run-1",
+        data_dir=None,
+        gpu=0,
+        measured=True,
+    )
+    assert gpu.argv[:6] == [
+        MACHINE.python,
+        "-S",
+        "-m",
+        "trainers.measure",
+        "--out",
+        WS.out("mnist-tensorflow-adam-gpu"),
+    ]
+    inner = gpu.argv[gpu.argv.index("--") + 1 :]
+    assert inner[:3] == [MACHINE.python, "-m", "trainers.mnist"]
+    assert inner[-2:] == ["--checkpoint-dir", WS.checkpoints("mnist-tensorflow-adam-gpu")]
+    assert gpu.env["CUDA_VISIBLE_DEVICES"] == "0" and gpu.cwd == WS.code
+    assert gpu.env["PYTHONPATH"] == WS.code and gpu.env["ORCHESTRATE_RUN"] == "run-1"
+    assert "ORCHESTRATE_DATA_DIR" not in gpu.env  # local settings never travel to a cloud machine
+    cpu = task_command(
+        tasks["mnist-tensorflow-adam-cpu"],
+        MACHINE,
+        WS,
+        run_id="run-1",
+        data_dir="/data",
+        gpu=None,
+        measured=False,
+    )
+    assert cpu.env["CUDA_VISIBLE_DEVICES"] == "" and "trainers.measure" not in cpu.argv
+    assert cpu.argv[cpu.argv.index("--data-dir") + 1] == "/data"
+
+
+def test_script_command_runs_in_the_workdir_with_its_params() -> None:
+    own = task_command(
+        _tasks()["own-cpu"], MACHINE, WS, run_id="run-1", data_dir=None, gpu=None, measured=False
+    )
+    assert own.cwd == WS.work
+    assert own.argv[:2] == ["sh", "-c"] and own.argv[2].endswith("python t.py --lr 0.1")
+    assert json.loads(own.env["ORCHESTRATE_PARAMS"]) == {"lr": 0.1}
+
+
+def test_collect_outputs_takes_only_files_newer_than_the_task() -> None:
+    script = collect_outputs("/w", "/o", ("ckpt/*.pt", "metrics.json"), newer_than="/l/t.started")
+    assert script.splitlines()[0] == "cd /w || exit 0"
+    assert 'for f in ckpt/*.pt; do [ -e "$f" ] && [ "$f" -nt /l/t.started ] || continue;' in script
+    assert 'cp -a "$f" /o/outputs/"$f"' in script
