@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from croniter import croniter
 
 from orchestrator.errors import SpecError, SpecIssue
-from orchestrator.state import ScheduleRow, ScheduleStore
+from orchestrator.schedule_store import ScheduleRow, ScheduleStore
 
 Forecast = Callable[[ScheduleRow], float]
 StartRun = Callable[[ScheduleRow], str]

@@ -15,8 +15,9 @@ from orchestrator.cli.run import build_plan, console, execute_run, run_args
 from orchestrator.cost import ledger, load_catalog
 from orchestrator.errors import SpecError, SpecIssue, UnknownRun
 from orchestrator.schedule import serve, tick, validate_cron
+from orchestrator.schedule_store import ScheduleRow, ScheduleStore
 from orchestrator.specfile import load_experiment
-from orchestrator.state import Journal, ScheduleRow, ScheduleStore
+from orchestrator.state import Journal
 
 
 def add_money_parsers(sub: Any, common: argparse.ArgumentParser) -> None:

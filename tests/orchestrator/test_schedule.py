@@ -11,7 +11,8 @@ import pytest
 
 from orchestrator.errors import SpecError
 from orchestrator.schedule import due_times, serve, tick, validate_cron
-from orchestrator.state import Journal, ScheduleRow, ScheduleStore
+from orchestrator.schedule_store import ScheduleRow, ScheduleStore
+from orchestrator.state import Journal
 from tests.fakes import FAKE_TRAINERS
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
