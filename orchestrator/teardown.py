@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from infra.errors import OrchestrateError
-from infra.provider import Provider, TearsDownRuns
+from infra.provider import MachineRequest, Provider, TearsDownRuns
 from infra.transport.base import Job
 from orchestrator.state import Journal, RunRow
 
@@ -36,7 +36,9 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
 
             LocalTransport().stop(job, grace_s=5.0)
             actions.append(f"stopped task {task.task_id} (process group {job.pid})")
-        # Remote trainers stop with their machine (aws) or are left to `down` on the host (ssh).
+        elif run.provider == "ssh" and provider is not None:
+            actions.append(_stop_on_host(provider, run_id, task.machine, job))
+        # On aws the trainer goes with its instance, terminated below.
         journal.task_ended(
             run_id,
             task.task_id,
@@ -68,3 +70,18 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
     status = "down" if run.status in ("running", "planned") else run.status
     journal.set_run_status(run_id, status, "orchestrate down")
     return {"run": run_id, "status": status, "actions": actions, "receipt": receipt}
+
+
+def _stop_on_host(provider: Provider, run_id: str, host: str, job: Job) -> str:
+    """Reach an owned host again and stop a detached trainer the crashed run left there."""
+    try:
+        launch = provider.prepare(MachineRequest(run_id=run_id, name=host))
+        machine = provider.acquire(launch, token=f"{run_id}-down")
+        transport = provider.connect(machine)
+        try:
+            transport.stop(job, grace_s=5.0)
+        finally:
+            transport.close()
+    except OrchestrateError as exc:
+        return f"could not stop task {job.id} on {host}: {str(exc).splitlines()[0]}"
+    return f"stopped task {job.id} on {host} (process group {job.pid})"

@@ -18,8 +18,8 @@ from orchestrator.state import Journal, RunRow
 
 def provider_for_run(run: RunRow, args: argparse.Namespace) -> Provider | None:
     """The provider a journalled run used, rebuilt from its experiment file (for ``down``)."""
-    if run.provider in ("local", "ssh"):
-        return None  # nothing billed: local and owned hosts only need their jobs stopped
+    if run.provider == "local":
+        return None  # this machine: jobs are stopped directly, nothing to release
     exp = load_experiment(Path(run.spec_path))
     setup = build_provider(
         exp, run_id=run.id, state_dir=args.state_dir, local=False, now=datetime.now(UTC)

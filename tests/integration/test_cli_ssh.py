@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -158,3 +160,60 @@ def test_quickstart_over_two_ssh_hosts(
             (Path(summary["run_dir"]) / t["task_id"] / "manifest.json").read_text()
         )
         assert manifest.get("device_used") == "cpu"
+
+
+def test_down_after_a_crash_stops_the_trainer_left_on_the_host(
+    tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    import signal
+    import sqlite3
+    import time
+
+    from tests.procs import live_group_members
+
+    (server,) = sshd_fleet(1)
+    (tmp_path / "project").mkdir()
+    exp = {
+        "name": "crashy",
+        "provider": "ssh",
+        "hosts": _hosts([server], tmp_path),
+        "workdir": "project",
+        "jobs": [{"name": "sleepy", "run": "sleep 120"}],
+    }
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    db = tmp_path / "state" / "journal.sqlite"
+    row = None
+    deadline = time.monotonic() + 60
+    while row is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+        try:
+            row = (
+                sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+                .execute("SELECT run_id, job FROM tasks WHERE status='running' AND job IS NOT NULL")
+                .fetchone()
+            )
+        except sqlite3.OperationalError:
+            continue
+    assert row is not None
+    run_id, pid = row[0], json.loads(row[1])["pid"]
+    proc.kill()
+    proc.wait(timeout=10)
+    try:
+        assert live_group_members(pid), "the remote trainer outlives the orchestrator"
+        down = orchestrate(["down", run_id, "--json"], env, tmp_path)
+        assert down.returncode == 0, down.stderr
+        assert any(
+            "stopped task sleepy-cpu on box0" in a for a in json.loads(down.stdout)["actions"]
+        )
+        assert live_group_members(pid) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
