@@ -160,8 +160,11 @@ def expand(exp: Experiment) -> list[Task]:
 
 
 def with_python_on_path(python: str, command: str) -> str:
-    """Prefix a shell command so ``python``/``pip`` mean the machine's trainer interpreter."""
-    if "/" not in python:
-        return command
-    bindir = python.rsplit("/", 1)[0]
-    return f'PATH={shlex.quote(bindir)}:"$PATH"; export PATH; {command}'
+    """Prefix a shell command so ``python``/``python3``/``pip`` mean the machine's trainer
+    interpreter: shell functions for the command itself (Ubuntu has no ``python`` at all),
+    and its directory first on PATH for whatever the command starts in turn."""
+    q = "command " + shlex.quote(python)  # `command`: never the function itself (python3)
+    prelude = f'python() {{ {q} "$@"; }}; python3() {{ {q} "$@"; }}; pip() {{ {q} -m pip "$@"; }}; '
+    if "/" in python:
+        prelude += f'PATH={shlex.quote(python.rsplit("/", 1)[0])}:"$PATH"; export PATH; '
+    return prelude + command

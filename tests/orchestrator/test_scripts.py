@@ -62,7 +62,8 @@ def test_params_are_shell_quoted_and_ids_readable(tmp_path: Path) -> None:
     assert tasks[0].command == "echo 'a b; rm -rf /' 0.1"
     assert tasks[0].params == {"tag": "a b; rm -rf /", "lr": 0.1}
     argv = tasks[0].argv(python="/venv/bin/python", out="/o", data_dir=None)
-    assert argv[:2] == ["sh", "-c"] and argv[2].startswith("PATH=/venv/bin:")
+    assert argv[:2] == ["sh", "-c"] and 'PATH=/venv/bin:"$PATH"' in argv[2]
+    assert argv[2].startswith('python() { command /venv/bin/python "$@"; }')
 
 
 def test_workdir_honours_ignore_files_and_refuses_secrets(tmp_path: Path) -> None:
