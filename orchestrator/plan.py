@@ -186,7 +186,10 @@ def make_plan(
     cap = exp.budget.max_usd
     if enforce_budget and cap is not None and forecast > cap:
         raise BudgetError(forecast, cap)
-    return Plan(exp, spec_path, run_id, exp.provider, tuple(slots), tuple(planned), forecast, hours)
+    # The provider that will really serve it: `run --local` on an aws file is a local run.
+    return Plan(
+        exp, spec_path, run_id, provider.name, tuple(slots), tuple(planned), forecast, hours
+    )
 
 
 def deadline_for(exp: Experiment, now: datetime) -> datetime:

@@ -212,3 +212,18 @@ def test_logs_follow_streams_until_the_run_ends(tmp_path: Path, cli_env: dict[st
     # every task's lines, prefixed with its id, through to the last epoch of the last task
     assert "mnist-tensorflow-sgd-cpu | epoch 3/3 loss 0.333" in lines
     assert "pca-tensorflow-cpu | epoch 2/2 loss 0.500" in lines
+
+
+def test_local_flag_runs_an_aws_file_here_for_free(tmp_path: Path, cli_env: dict[str, str]) -> None:
+    aws = Path(__file__).resolve().parents[2] / "examples" / "aws-cpu-vs-gpu.yaml"
+    for key in [k for k in cli_env if k.startswith("AWS_")]:
+        del cli_env[key]  # no credentials: nothing may reach AWS
+    text = aws.read_text().replace("epochs: 10", "epochs: 1")
+    (tmp_path / "aws.yaml").write_text(text)
+    proc = orchestrate(["run", "aws.yaml", "--local", "--json"], cli_env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["counts"] == {"done": 14, "skipped": 14}
+    assert {t["machine"] for t in summary["tasks"] if t["status"] == "done"} == {"local"}
+    row = _journal(tmp_path).execute("SELECT provider FROM runs").fetchone()
+    assert row == ("local",)
