@@ -23,12 +23,16 @@ def machine() -> str:
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, load {load:.1f}"
 
 
-def write_section(title: str, body: str) -> None:
-    text = RESULTS.read_text() if RESULTS.exists() else "# Benchmark results\n"
-    block = f"## {title}\n\n{body.strip()}\n"
-    pattern = re.compile(rf"^## {re.escape(title)}\n.*?(?=^## |\Z)", re.S | re.M)
+def write_section(section: str, path: Path = RESULTS) -> None:
+    """Put ``section`` (text starting with its ``## `` heading) into RESULTS.md: it replaces the
+    section of the same heading, up to the next ``## ``, or is appended; others stay as they are."""
+    heading = section.splitlines()[0]
+    assert heading.startswith("## "), "a section starts with its '## ' heading"
+    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
+    block = section.strip() + "\n"
+    pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)
     if pattern.search(text):
-        text = pattern.sub(block + "\n", text)
+        text = pattern.sub(lambda _: block + "\n", text)
     else:
         text = text.rstrip() + "\n\n" + block
-    RESULTS.write_text(text.rstrip() + "\n")
+    path.write_text(text.rstrip() + "\n", encoding="utf-8")

@@ -136,7 +136,7 @@ total {plan_total:.3f} s (goal: < 1 s, so {plan_total:.2f}x of the budget); `pla
 serialisation another {plan["json_s"]:.3f} s.
 """
     print(body)
-    write_section("Engine overhead and planning time", body)
+    write_section("## Engine overhead and planning time\n" + body)
     return 0
 
 

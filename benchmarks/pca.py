@@ -32,6 +32,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from benchmarks._results import write_section  # noqa: E402
 from trainers.chunks import write_npy_once  # noqa: E402
 from trainers.data import load_mnist  # noqa: E402
 from trainers.manifest import cpu_info, framework_versions  # noqa: E402
@@ -184,7 +185,7 @@ def main() -> int:
     text = render(cases, load_before, load_after, args)
     print(text)
     if not args.no_results:
-        write_section(REPO / "benchmarks" / "RESULTS.md", text)
+        write_section(text, REPO / "benchmarks" / "RESULTS.md")
     return 0
 
 
@@ -304,22 +305,6 @@ def ratios(case: dict[str, Any]) -> list[str]:
                 )
         out.append(f"- ours ({ours}): " + "; ".join(parts) + ".")
     return out
-
-
-def write_section(path: Path, text: str) -> None:
-    """Replace our section (up to the next '## ' heading) or append it; others stay as they are."""
-    old = path.read_text() if path.exists() else "# Benchmark results\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, line in enumerate(lines) if line.rstrip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next(
-            (i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines)
-        )
-        tail = "".join(lines[end:])
-        new = "".join(lines[:start]) + text + ("\n" + tail if tail else "")
-    path.write_text(new)
 
 
 if __name__ == "__main__":

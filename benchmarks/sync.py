@@ -29,6 +29,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from benchmarks._results import write_section
 from infra.transport import manifest as mf
 from infra.transport.ssh import SshTransport
 from tests.sshd import SshdServer, keygen, make_server
@@ -164,16 +165,6 @@ def machine() -> str:
     return f"{platform.node()}: {os.cpu_count()} cores ({cpu}), load avg {load:.1f} at start"
 
 
-def write_section(path: Path, body: str) -> None:
-    """Replace this benchmark's section of RESULTS.md, leaving the others alone."""
-    text = path.read_text() if path.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start >= 0:
-        nxt = text.find("\n## ", start + len(SECTION))
-        text = text[:start].rstrip("\n") + ("\n\n" + text[nxt + 1 :] if nxt >= 0 else "")
-    path.write_text(text.rstrip("\n") + "\n\n" + body.rstrip("\n") + "\n")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=3)
@@ -229,7 +220,7 @@ def main() -> None:
         ]
     )
     print(body)
-    write_section(args.results, body)
+    write_section(body, args.results)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from benchmarks._results import write_section
+
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Trainers: MLP throughput"
 SHARED_DATA = REPO / ".." / "shared" / "datasets"
@@ -167,19 +169,6 @@ def render(rates: dict[str, list[float]], args: argparse.Namespace) -> str:
     return "\n".join(lines)
 
 
-def write_section(path: Path, section: str) -> None:
-    """Replace this benchmark's section (up to the next '## ' heading) or append it."""
-    text = path.read_text(encoding="utf-8") if path.exists() else "# Benchmark results\n"
-    start = text.find(SECTION)
-    if start < 0:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION))
-        tail = text[end + 1 :] if end >= 0 else ""
-        text = text[:start] + section + ("\n" + tail if tail else "")
-    path.write_text(text.rstrip("\n") + "\n", encoding="utf-8")
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--epochs", type=int, default=4)
@@ -209,7 +198,7 @@ def main() -> None:
     section = render(rates, args)
     print(section)
     if not args.no_results:
-        write_section(args.results, section)
+        write_section(section, args.results)
         print(f"wrote {args.results}")
     if not args.skip_pca:
         # The trainers' other question (gradient PCA vs numpy eigh and scikit-learn, time and
