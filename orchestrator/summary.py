@@ -48,7 +48,9 @@ class RunSummary:
         }
 
 
-def read_metrics(path: Path) -> dict[str, Any]:
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON object from a file; ``{}`` when it is missing, torn or not an object (a trainer
+    killed mid-write, a task that never started)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -56,10 +58,16 @@ def read_metrics(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
+def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics.json`` with ``trainers.pca``'s nested numpy comparison (``reference``) lifted
+    to the top level, where readers look for ``eigenvalue_rel_error`` and friends."""
+    reference = metrics.get("reference")
+    return {**reference, **metrics} if isinstance(reference, dict) else metrics
+
+
 def _eigen_error(metrics: dict[str, Any]) -> float | None:
     """The worst relative eigenvalue error vs NumPy, whichever name the trainer used."""
-    if isinstance(metrics.get("reference"), dict):  # trainers.pca nests the comparison
-        metrics = {**metrics["reference"], **metrics}
+    metrics = flat_metrics(metrics)
     for key in ("max_eigenvalue_rel_error", "eigenvalue_rel_error_max"):
         if isinstance(metrics.get(key), int | float):
             return float(metrics[key])
@@ -77,7 +85,7 @@ def summarize(journal: Journal, run_id: str) -> RunSummary:
     paths = RunPaths(Path(run.runs_dir) / run_id)
     rows = []
     for t in journal.tasks(run_id):
-        m = read_metrics(paths.metrics(t.task_id))
+        m = read_json(paths.metrics(t.task_id))
         sps = m.get("samples_per_s")
         err = m.get("test_error")
         rows.append(

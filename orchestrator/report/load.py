@@ -28,18 +28,10 @@ from orchestrator.report.model import (
     TaskResult,
 )
 from orchestrator.state import Journal
+from orchestrator.summary import flat_metrics, read_json
 
 FRAMEWORKS = ("tensorflow", "theano")
 DEVICES = ("cpu", "gpu")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a file; ``{}`` when it is missing, torn or not an object."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
 
 
 def read_timing(path: Path) -> list[dict[str, Any]]:
@@ -209,9 +201,7 @@ def _hardware(m: dict[str, Any]) -> Hardware:
 def _pca(metrics: dict[str, Any], timing: list[dict[str, Any]]) -> PcaResult | None:
     """PCA numbers under the names the trainer may use; component rows fill the gaps."""
     comp_rows = [r for r in timing if r.get("event") == "component"]
-    reference = metrics.get("reference")
-    if isinstance(reference, dict):  # trainers.pca nests the numpy comparison here
-        metrics = {**reference, **metrics}
+    metrics = flat_metrics(metrics)
     values = _floats(metrics.get("eigenvalues")) or [
         v for v in (_num(r.get("eigenvalue")) for r in comp_rows) if v is not None
     ]
