@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import itertools
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from infra.errors import OrchestrateError
-from infra.local import LocalProvider
 from infra.provider import LaunchRequest, Machine, MachineRequest
 from infra.transport.local import LocalTransport
 
@@ -54,7 +54,7 @@ class FakeProvider:
             started_at=datetime.now(UTC),
             tags=dict(launch.request.tags),
             workspace_root=self.workspace_root,
-            python=LocalProvider(workspace_root="", gpus=0).acquire(launch, token=token).python,
+            python=sys.executable,  # the fake machine is this one
         )
         self.machines[mid] = m
         self.by_token[token] = mid

@@ -3,7 +3,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +12,7 @@ from orchestrator.errors import SpecError
 from orchestrator.schedule import due_times, serve, tick, validate_cron
 from orchestrator.schedule_store import ScheduleRow, ScheduleStore
 from orchestrator.state import Journal
+from tests.cli import orchestrate
 from tests.fakes import FAKE_TRAINERS
 
 T0 = datetime(2026, 11, 1, 12, 0, tzinfo=UTC)
@@ -146,14 +146,7 @@ def test_cli_schedule_add_tick_list_remove(tmp_path: Path) -> None:
     (tmp_path / "exp.yaml").write_text("name: tiny\njobs:\n  - trainer: pca\n")
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "orchestrator", *args],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        return orchestrate(list(args), env, tmp_path, timeout=120)
 
     assert cli("schedule", "add", "exp.yaml", "--cron", "not a cron").returncode == 2
     assert (
