@@ -10,7 +10,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import boto3
 import pytest
 import yaml
 
-from tests.cli import orchestrate
+from tests.cli import orchestrate, start_and_wait
 from tests.fakes import FAKE_TRAINERS
 from tests.sshd import SshdServer, free_port
 
@@ -182,30 +181,17 @@ def test_down_after_a_crash_terminates_instances_and_deletes_the_rest(
     exp["workdir"] = "project"
     exp["jobs"] = [{"name": "sleepy", "run": "sleep 120", "device": ["cpu", "gpu"]}]
     spec.write_text(yaml.safe_dump(exp))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", str(spec)],
-        env=aws_env,
-        cwd=tmp_path,
+    proc, (run_id,) = start_and_wait(
+        str(spec),
+        aws_env,
+        tmp_path,
+        journal_query="SELECT run_id FROM machines WHERE status='running' GROUP BY run_id "
+        "HAVING COUNT(*) = 2",  # both machines are up
+        timeout=120,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
     db = tmp_path / "state" / "journal.sqlite"
-    run_id = None
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and run_id is None:
-        time.sleep(0.2)
-        try:
-            row = (
-                sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                .execute(
-                    "SELECT run_id FROM machines WHERE status='running' GROUP BY run_id "
-                    "HAVING COUNT(*) = 2"
-                )
-                .fetchone()
-            )
-        except sqlite3.OperationalError:
-            continue
-        run_id = row[0] if row else None
     assert run_id is not None, "both machines never came up"
     proc.kill()  # the orchestrator dies: no finally, no teardown
     proc.wait(timeout=10)

@@ -7,14 +7,13 @@ import os
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.cli import orchestrate
+from tests.cli import orchestrate, start_and_wait
 from tests.fakes import FAKE_TRAINERS
 from tests.procs import live_group_members
 
@@ -114,32 +113,17 @@ def test_plan_is_side_effect_free_and_has_json(tmp_path: Path, cli_env: dict[str
 
 
 def _start_and_wait_for_a_task(
-    tmp_path: Path, env: dict[str, str], **popen: object
+    tmp_path: Path, env: dict[str, str], **popen: Any
 ) -> tuple[subprocess.Popen[str], str, dict[str, Any]]:
     """``orchestrate run`` in the background; returns once the journal shows a running task."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
-        env=env,
-        cwd=tmp_path,
-        text=True,
-        **popen,  # type: ignore[call-overload]
+    proc, (run_id, job) = start_and_wait(
+        "exp.yaml",
+        env,
+        tmp_path,
+        journal_query="SELECT run_id, job FROM tasks WHERE status='running' AND job IS NOT NULL",
+        **popen,
     )
-    db = tmp_path / "state" / "journal.sqlite"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        time.sleep(0.1)
-        try:
-            row = (
-                sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                .execute("SELECT run_id, job FROM tasks WHERE status='running'")
-                .fetchone()
-            )
-        except sqlite3.OperationalError:  # no journal or no schema yet
-            continue
-        if row and row[1]:
-            return proc, str(row[0]), json.loads(row[1])
-    proc.kill()
-    raise AssertionError("no task started")
+    return proc, str(run_id), json.loads(job)
 
 
 def test_sigint_stops_children_and_resume_completes(

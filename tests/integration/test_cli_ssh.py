@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.cli import orchestrate
+from tests.cli import orchestrate, start_and_wait
 from tests.fakes import FAKE_TRAINERS
 from tests.sshd import SshdServer
 
@@ -166,8 +166,6 @@ def test_down_after_a_crash_stops_the_trainer_left_on_the_host(
     tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
 ) -> None:
     import signal
-    import sqlite3
-    import time
 
     from tests.procs import live_group_members
 
@@ -182,27 +180,14 @@ def test_down_after_a_crash_stops_the_trainer_left_on_the_host(
     }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
     env = dict(os.environ, ORCHESTRATE_STATE_DIR=str(tmp_path / "state"))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "orchestrator", "run", "exp.yaml"],
-        env=env,
-        cwd=tmp_path,
+    proc, row = start_and_wait(
+        "exp.yaml",
+        env,
+        tmp_path,
+        journal_query="SELECT run_id, job FROM tasks WHERE status='running' AND job IS NOT NULL",
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    db = tmp_path / "state" / "journal.sqlite"
-    row = None
-    deadline = time.monotonic() + 60
-    while row is None and time.monotonic() < deadline:
-        time.sleep(0.2)
-        try:
-            row = (
-                sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-                .execute("SELECT run_id, job FROM tasks WHERE status='running' AND job IS NOT NULL")
-                .fetchone()
-            )
-        except sqlite3.OperationalError:
-            continue
-    assert row is not None
     run_id, pid = row[0], json.loads(row[1])["pid"]
     proc.kill()
     proc.wait(timeout=10)
