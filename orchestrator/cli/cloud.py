@@ -28,6 +28,8 @@ def provider_for_run(run: RunRow, args: argparse.Namespace) -> Provider | None:
 
 
 def _aws(args: argparse.Namespace, region: str | None) -> Any:
+    """A provider for the verbs that launch nothing (gc, ami list) or pass their own CIDR
+    (ami bake); the loopback CIDR only satisfies the constructor and opens nothing."""
     from infra.aws import AwsProvider
 
     return AwsProvider(
@@ -132,8 +134,7 @@ def cmd_ami_bake(args: argparse.Namespace) -> int:
         spec = spec_for(args.spec)
     except ImageSpecError as exc:
         raise SpecError([SpecIssue(args.spec, 0, 0, "spec", str(exc))]) from exc
-    provider = _aws(args, args.region)
-    provider.ssh_cidr = args.ssh_cidr
+    provider = _aws(args, args.region)  # ami bake's --ssh-cidr is read by _aws
     digest = spec_hash(spec)
     ref = provider.bake_image(
         spec,
