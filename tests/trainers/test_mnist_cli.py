@@ -14,15 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.mnist_data import MNIST_DIR, needs_mnist
 from trainers.checkpoint import load_checkpoint
 from trainers.mlp_run import fingerprint
 from trainers.mnist import main, parse_config, run
 from trainers.timing import read_timing
 
 REPO = Path(__file__).resolve().parents[2]
-SHARED_NPZ = REPO / ".." / "shared" / "datasets" / "mnist.npz"
-needs_mnist = pytest.mark.skipif(not SHARED_NPZ.is_file(), reason="shared mnist.npz absent")
-DATA = str(SHARED_NPZ.parent)
+DATA = str(MNIST_DIR)  # shared, cached or fetched: tests.mnist_data
 
 
 def _argv(out: Path, *extra: str, framework: str = "theano", optimizer: str = "adam") -> list[str]:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.mnist_data import MNIST_DIR, needs_mnist
 from trainers.pca import main
 
 
@@ -25,11 +26,11 @@ def _restore_device_env(monkeypatch: pytest.MonkeyPatch) -> None:
             monkeypatch.delenv(key, raising=False)
 
 
-SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "datasets"
+SHARED = MNIST_DIR  # shared, cached or fetched: tests.mnist_data
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (SHARED / "mnist.npz").is_file(), reason="shared mnist.npz absent")
+@needs_mnist
 @pytest.mark.parametrize("framework", ["tensorflow", "theano"])
 def test_mnist_top10_matches_eigh(framework: str, tmp_path: Path) -> None:
     out = tmp_path / "out"
