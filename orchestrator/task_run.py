@@ -68,6 +68,9 @@ def task_command(
         # cpu tasks see no GPU (a cpu variant on a GPU machine); a gpu task sees its own.
         "CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu),
     }
+    if not task.is_script:
+        # TensorFlow's C++ notices (oneDNN, cuda probing) would become the task's status line.
+        env["TF_CPP_MIN_LOG_LEVEL"] = "2"
     for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
         # This machine's data cache settings mean nothing on another machine.
         if key in os.environ and machine.provider == "local":

@@ -138,6 +138,12 @@ def run_training(
             error=error,
             eval_s=eval_s,
         )
+        # One plain line per epoch: what `orchestrate run` shows as the task's progress.
+        print(
+            f"epoch {epoch}/{cfg.epochs}: loss {loss:.4f}, error {error:.4f}, "
+            f"{n_train / wall_s:,.0f} samples/s",
+            flush=True,
+        )
 
     metrics = _metrics(cfg, device, batch, history, compile_s, done)
     log.end(

@@ -58,6 +58,7 @@ def test_trainer_command_env_and_gpu_visibility() -> None:
     assert gpu.env["CUDA_VISIBLE_DEVICES"] == "0" and gpu.cwd == WS.code
     assert gpu.env["PYTHONPATH"] == WS.code and gpu.env["ORCHESTRATE_RUN"] == "run-1"
     assert "ORCHESTRATE_DATA_DIR" not in gpu.env  # local settings never travel to a cloud machine
+    assert gpu.env["TF_CPP_MIN_LOG_LEVEL"] == "2"  # no oneDNN notices as the status line
     cpu = task_command(
         tasks["mnist-tensorflow-adam-cpu"],
         MACHINE,
@@ -78,6 +79,7 @@ def test_script_command_runs_in_the_workdir_with_its_params() -> None:
     assert own.cwd == WS.work
     assert own.argv[:2] == ["sh", "-c"] and own.argv[2].endswith("python t.py --lr 0.1")
     assert json.loads(own.env["ORCHESTRATE_PARAMS"]) == {"lr": 0.1}
+    assert "TF_CPP_MIN_LOG_LEVEL" not in own.env  # the user's command keeps its own settings
 
 
 def test_collect_outputs_takes_only_files_newer_than_the_task() -> None:
