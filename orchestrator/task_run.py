@@ -6,6 +6,7 @@ and this module the *how* of a single task.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -15,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
 from infra.errors import OrchestrateError
 from infra.provider import Machine
@@ -121,7 +123,7 @@ def follow(
     out; returns (exit code, stopped, timed out)."""
     offset, delay = 0, POLL_FIRST_S
     t0 = time.monotonic()
-    with open(local_log, "a", encoding="utf-8") as fh:
+    with open_log(local_log) as fh:
         while True:
             status = transport.poll(job, log_offset=offset)
             offset = status.log_offset
@@ -142,6 +144,20 @@ def follow(
                 return final.exit_code, stopping, over_time and not stopping
             time.sleep(delay)
             delay = min(delay * POLL_GROWTH, poll_max_s)
+
+
+def open_log(path: Path) -> TextIO:
+    """``path`` opened for appending without following a symlink: a link planted there (by a
+    hostile fetch before fetches were checked, or by hand) is removed, then the file created."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        os.unlink(path)
+        fd = os.open(path, flags | os.O_EXCL, 0o644)
+    return os.fdopen(fd, "a", encoding="utf-8")
 
 
 def last_line(path: Path) -> str:

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from infra.errors import CommandFailed, TransportError
 from infra.transport.base import Job, JobStatus, Result, SyncStats
+from infra.transport.fetch import FetchLimits, TreeWriter, copy_tree
 from infra.transport.jobs import launch_command, wrapper_script
 
 _PID_WAIT_S = 10.0
@@ -63,10 +64,14 @@ class LocalTransport:
         return _mirror(Path(local), Path(remote), exclude)
 
     def get_tree(self, remote: str, local: Path) -> SyncStats:
-        src = Path(remote)
-        if not src.exists():
+        """Copy ``remote``'s regular files into ``local`` by ``infra.transport.fetch``'s rules:
+        what a trainer leaves is untrusted here too (no links, FIFOs or devices; capped)."""
+        t0 = time.monotonic()
+        if not Path(remote).is_dir():
             return SyncStats(0, 0, 0, 0, 0.0)
-        return _mirror(src, Path(local), (), delete=False)
+        with TreeWriter(local, FetchLimits.from_env()) as writer:
+            total, sent, nbytes = copy_tree(remote, writer, where=f"this machine ({remote})")
+        return SyncStats(total, sent, 0, nbytes, time.monotonic() - t0)
 
     def start(
         self,
@@ -169,8 +174,9 @@ def _same(a: Path, b: Path) -> bool:
     return a.read_bytes() == b.read_bytes()
 
 
-def _mirror(src: Path, dst: Path, exclude: Sequence[str], *, delete: bool = True) -> SyncStats:
-    """Copy what differs from ``src`` to ``dst``; with ``delete``, remove what ``src`` lacks."""
+def _mirror(src: Path, dst: Path, exclude: Sequence[str]) -> SyncStats:
+    """Copy what differs from ``src`` to ``dst`` and remove what ``src`` lacks (``put_tree``:
+    our own code going out, so trusted; fetching back goes through ``fetch.copy_tree``)."""
     t0 = time.monotonic()
     total = sent = deleted = nbytes = 0
     wanted: set[str] = set()
@@ -187,7 +193,7 @@ def _mirror(src: Path, dst: Path, exclude: Sequence[str], *, delete: bool = True
         shutil.copy2(path, target)
         sent += 1
         nbytes += path.stat().st_size
-    if delete and dst.exists():
+    if dst.exists():
         for path in sorted(dst.rglob("*"), reverse=True):
             rel = path.relative_to(dst).as_posix()
             if path.is_file() and rel not in wanted and not _excluded(rel, exclude):

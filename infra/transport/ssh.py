@@ -393,12 +393,13 @@ class SshTransport:
     def get_tree(self, remote: str, local: Path) -> SyncStats:
         """Pull ``remote`` into ``local``, only files whose hash differs (``ssh_sync.pull``).
 
-        Local files that are absent remotely are kept (fetching never deletes results).
+        Local files that are absent remotely are kept (fetching never deletes results). The
+        remote is not trusted: ``infra.transport.fetch`` decides what may be written.
         """
         t0 = time.monotonic()
         mark = uuid.uuid4().hex.encode()
         with self._guard("get_tree"), self._channel(pull_script(remote, mark)) as (chan, talk):
-            pulled = pull(chan, talk, local, mark, cache=self._cache)
+            pulled = pull(chan, talk, local, mark, cache=self._cache, where=self.where)
         if pulled.exit_code != 0:
             raise CommandFailed(
                 Result(("get_tree", remote), pulled.exit_code, "", pulled.stderr, 0.0)

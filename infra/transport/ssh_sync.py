@@ -13,13 +13,19 @@ from __future__ import annotations
 
 import os
 import shlex
-import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Protocol, cast
 
 from infra.transport import manifest as mf
+from infra.transport.fetch import (
+    FetchLimits,
+    RejectedFile,
+    TreeWriter,
+    check_name,
+    extract_tar,
+)
 from infra.transport.ssh_tar import TarStream
 
 # The remote half of a push. It answers on stdout, each answer ending in "\n<mark>\n", and
@@ -49,6 +55,9 @@ read -r op n
 [ "$op" = TAR ] || exit 0
 head -c "$n" | tar -cf - --null -T - | gzip -1
 """
+
+
+MAX_ANSWER = 64 << 20  # bytes one answer (a listing, stderr) may take before it is refused
 
 
 def push_script(remote: str, mark: bytes) -> str:
@@ -93,9 +102,15 @@ class Conversation:
         return bool(data)
 
     def read_until(self, mark: bytes) -> bytes:
-        """The bytes up to ``"\n" + mark + "\n"``; EOFError if the command ended first."""
+        """The bytes up to ``"\n" + mark + "\n"``; EOFError if the command ended first.
+
+        An answer longer than ``MAX_ANSWER`` is refused: a hostile remote could otherwise
+        fill this process's memory with one endless listing.
+        """
         end = b"\n" + mark + b"\n"
         while (i := self._buf.find(end)) < 0:
+            if len(self._buf) > MAX_ANSWER:
+                raise RejectedFile(f"the remote's answer passed {MAX_ANSWER // (1 << 20)} MB")
             if not self._fill():
                 raise EOFError("the remote side ended before answering")
         answer = bytes(self._buf[:i])
@@ -111,13 +126,15 @@ class Conversation:
         return out
 
     def finish(self) -> tuple[int, str]:
-        """Drain stdout, then return the exit code and stderr."""
+        """Drain stdout (discarding it), then return the exit code and stderr (its tail)."""
         while not self._eof:
             self._fill()
+            self._buf.clear()
         code = self._chan.recv_exit_status()
         err = bytearray()
         while chunk := self._chan.recv_stderr(1 << 16):
             err += chunk
+            del err[: max(0, len(err) - MAX_ANSWER)]
         return code, err.decode(errors="replace")
 
 
@@ -191,20 +208,34 @@ class Pulled:
 
 
 def pull(
-    chan: SendChannel, talk: Conversation, local: Path, mark: bytes, *, cache: mf.HashCache
+    chan: SendChannel,
+    talk: Conversation,
+    local: Path,
+    mark: bytes,
+    *,
+    cache: mf.HashCache,
+    limits: FetchLimits | None = None,
+    where: str = "the remote",
 ) -> Pulled:
-    """Hold the pull conversation on ``chan`` (running ``pull_script``)."""
+    """Hold the pull conversation on ``chan`` (running ``pull_script``).
+
+    Raises ``RejectedFile`` (after writing the acceptable members) if the remote sent anything
+    ``infra.transport.fetch`` refuses.
+    """
+    limits = limits or FetchLimits.from_env()
     hashes = mf.parse_sha256sum(talk.read_until(mark))
     theirs = {r: h for r, h in hashes.items() if r != mf.MANIFEST_NAME}
     have = {r: e.sha256 for r, e in mf.scan(local, cache=cache).files.items()}
     want = sorted(r for r, h in theirs.items() if have.get(r) != h)
     before = talk.count
     if want:
-        local.mkdir(parents=True, exist_ok=True)
-        chan.sendall(request("TAR", mf.nul_join(want)))
-        chan.shutdown_write()
-        with tarfile.open(fileobj=cast(IO[bytes], talk), mode="r|gz") as tar:
-            tar.extractall(local, filter="tar")
+        # The remote is untrusted: every member goes through fetch's rules (no links, devices
+        # or FIFOs; names inside ``local``; sizes capped; no write through a symlink).
+        asked = {"/".join(p) for r in want if not isinstance(p := check_name(r), str)}
+        with TreeWriter(local, limits) as writer:
+            chan.sendall(request("TAR", mf.nul_join(want)))
+            chan.shutdown_write()
+            extract_tar(cast(IO[bytes], talk), writer, wanted=asked, where=where)
     else:
         chan.sendall(b"DONE\n")
         chan.shutdown_write()

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
 from infra.provider import Machine
 from orchestrator.matrix import expand
 from orchestrator.paths import Workspace
 from orchestrator.specfile import parse_experiment
-from orchestrator.task_run import collect_outputs, task_command
+from orchestrator.task_run import collect_outputs, open_log, task_command
 
 MACHINE = Machine(
     id="m-1",
@@ -87,3 +88,16 @@ def test_collect_outputs_takes_only_files_newer_than_the_task() -> None:
     assert script.splitlines()[0] == "cd /w || exit 0"
     assert 'for f in ckpt/*.pt; do [ -e "$f" ] && [ "$f" -nt /l/t.started ] || continue;' in script
     assert 'cp -a "$f" /o/outputs/"$f"' in script
+
+
+def test_open_log_replaces_a_planted_symlink(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("precious")
+    log = tmp_path / "task.log"
+    log.symlink_to(victim)
+    with open_log(log) as fh:
+        fh.write("line\n")
+    with open_log(log) as fh:  # an ordinary file is appended to
+        fh.write("two\n")
+    assert victim.read_text() == "precious"
+    assert not log.is_symlink() and log.read_text() == "line\ntwo\n"
