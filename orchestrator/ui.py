@@ -24,7 +24,9 @@ from orchestrator.events import (
     event_dict,
 )
 from orchestrator.plan import Plan
-from orchestrator.summary import RunSummary
+from orchestrator.ui_tables import render_summary
+
+__all__ = ["FileReporter", "JsonReporter", "RichReporter", "render_plan", "render_summary"]
 
 _EPOCH = re.compile(r"epoch\s*[=:]?\s*(\d+)\s*/\s*(\d+)", re.IGNORECASE)
 _FINAL = ("done", "failed", "skipped", "stopped")
@@ -164,28 +166,3 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print(
         f"{n_run} of {n_all} tasks would run; forecast [bold]${plan.forecast_usd:.2f}[/]{cap_text}"
     )
-
-
-def _fmt(value: float | None, spec: str) -> str:
-    return "-" if value is None else format(value, spec)
-
-
-def render_summary(summary: RunSummary, console: Console) -> None:
-    table = Table(title=f"run {summary.run_id}: {summary.status}")
-    table.add_column("task", no_wrap=True)
-    for col in ("status", "wall s", "samples/s", "test error", "eigen err"):
-        table.add_column(col, no_wrap=True)
-    table.add_column("note", no_wrap=True, overflow="ellipsis", max_width=40)
-    for t in summary.tasks:
-        table.add_row(
-            t.task_id,
-            t.status,
-            _fmt(t.wall_s, ".1f"),
-            _fmt(t.samples_per_s, ",.0f"),
-            "-" if t.test_error is None else f"{100 * t.test_error:.2f}%",
-            _fmt(t.eigen_error, ".1e"),
-            (t.detail or "")[:60],
-        )
-    console.print(table)
-    counts = ", ".join(f"{n} {s}" for s, n in sorted(summary.counts().items()))
-    console.print(f"{counts}; results in {summary.run_dir}")

@@ -6,17 +6,14 @@ import argparse
 import json
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
-
-from rich.table import Table
 
 from orchestrator.cli.run import console
 from orchestrator.errors import UnknownRun
 from orchestrator.paths import RunPaths
 from orchestrator.state import Journal
 from orchestrator.summary import summarize
-from orchestrator.ui import render_summary
+from orchestrator.ui_tables import RunRow, render_runs, render_summary
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -35,16 +32,23 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([r.__dict__ for r in runs], indent=2))
         return 0
-    table = Table(title=f"runs ({journal.path})")
-    for col in ("run", "status", "provider", "started", "tasks", "machines held"):
-        table.add_column(col)
+    rows = []
     for r in runs:
         tasks = journal.tasks(r.id)
-        done = sum(1 for t in tasks if t.status == "done")
-        held = sum(1 for m in journal.machines(r.id) if m.status in ("requested", "running"))
-        started = datetime.fromtimestamp(r.created_at, UTC).strftime("%Y-%m-%d %H:%M")
-        table.add_row(r.id, r.status, r.provider, started, f"{done}/{len(tasks)}", str(held))
-    out.print(table)
+        skipped = sum(1 for t in tasks if t.status == "skipped")
+        rows.append(
+            RunRow(
+                run_id=r.id,
+                status=r.status,
+                provider=r.provider,
+                created_at=r.created_at,
+                done=sum(1 for t in tasks if t.status == "done"),
+                to_run=len(tasks) - skipped,
+                skipped=skipped,
+                held=sum(1 for m in journal.machines(r.id) if m.status in ("requested", "running")),
+            )
+        )
+    render_runs(rows, out, journal=str(journal.path))
     return 0
 
 

@@ -20,7 +20,7 @@ from infra.provider import Provider
 from orchestrator.cost import CostGuard, load_catalog
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import RunInterrupted, UnknownRun
-from orchestrator.events import TeeReporter
+from orchestrator.events import Reporter, TeeReporter
 from orchestrator.paths import RunPaths
 from orchestrator.plan import Plan, make_plan
 from orchestrator.providers import OfflinePlanning, build_provider
@@ -28,6 +28,8 @@ from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
 from orchestrator.ui import FileReporter, JsonReporter, RichReporter, render_plan, render_summary
+from orchestrator.ui_lines import LineReporter
+from orchestrator.ui_tables import print_path
 from orchestrator.workdir import select_workdir
 
 
@@ -137,7 +139,9 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
         return None
     paths = RunPaths(Path(args.runs_dir) / run_id)
     file_reporter = FileReporter(paths.run_log)
-    screen = JsonReporter() if args.json else RichReporter(out)
+    screen: Reporter = JsonReporter() if args.json else RichReporter(out)
+    if not args.json and not out.is_terminal:
+        screen = LineReporter(sys.stdout)  # piped: timestamped lines, not live widgets
     engine = Engine(
         provider=provider,
         journal=journal,
@@ -163,7 +167,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
     else:
         render_summary(summary, out)
         if report_files:
-            out.print(f"report: {report_files[0]} (and .html, .csv, .json beside it)")
+            print_path(out, "report (and .html, .csv, .json beside it):", report_files[0])
     return summary
 
 
