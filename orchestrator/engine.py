@@ -26,7 +26,15 @@ from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
 from orchestrator.state import TASK_DONE, Journal
 from orchestrator.summary import RunSummary, summarize
-from orchestrator.task_run import SetupGate, collect_outputs, follow, last_line, task_command
+from orchestrator.task_run import (
+    SetupGate,
+    bug_line,
+    collect_outputs,
+    follow,
+    last_line,
+    task_command,
+    traceback_text,
+)
 from orchestrator.workdir import WorkdirSelection
 
 _POLL_MAX_S = 0.5  # polls back off to this, so long tasks cost little
@@ -191,12 +199,12 @@ class Engine:
             return "interrupted"
         return "failed" if self._failed else "done"
 
-    def _fail(self, run_id: str, task_id: str, reason: str) -> None:
+    def _fail(self, run_id: str, task_id: str, reason: str, trace: str = "") -> None:
         self._failed = True
         self.journal.task_ended(
             run_id, task_id, status="failed", exit_code=None, wall_s=None, detail=reason
         )
-        self.reporter.event(TaskEvent(task_id, "failed", reason))
+        self.reporter.event(TaskEvent(task_id, "failed", reason, trace))
 
     # ------------------------------------------------------------------ machines
     def _machine_worker(self, plan: Plan, slot: MachineSlot, paths: RunPaths) -> None:
@@ -244,11 +252,13 @@ class Engine:
                 s.start()
             for s in slots:
                 s.join()
-        except OrchestrateError as exc:
+        except Exception as exc:  # an OrchestrateError, or a bug: its tasks fail either way
+            text = str(exc) if isinstance(exc, OrchestrateError) else bug_line(exc)
             with self._lock:
-                self._dead[slot.name] = str(exc).splitlines()[0]
-            self.journal.machine_status(token, "failed", str(exc))
-            self.reporter.event(MachineEvent(slot.name, "failed", str(exc)))
+                self._dead[slot.name] = text.splitlines()[0]
+            self.journal.machine_status(token, "failed", text)
+            trace = "" if isinstance(exc, OrchestrateError) else traceback_text(exc)
+            self.reporter.event(MachineEvent(slot.name, "failed", text, trace))
         finally:
             if transport is not None:
                 transport.close()
@@ -308,6 +318,8 @@ class Engine:
                 self._run_task(plan, pt, machine, transport, ws, paths, gpu)
             except OrchestrateError as exc:
                 self._fail(plan.run_id, pt.task.id, str(exc).splitlines()[0])
+            except Exception as exc:  # a bug: the task fails, the traceback goes to run.log
+                self._fail(plan.run_id, pt.task.id, bug_line(exc), traceback_text(exc))
             finally:
                 if gpu is not None:
                     with self._lock:

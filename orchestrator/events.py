@@ -23,6 +23,7 @@ class MachineEvent:
     machine: str
     state: str  # requested, acquired, bootstrapped, released, failed
     detail: str = ""
+    traceback: str = ""  # set when a bug (not an OrchestrateError) failed the machine
     kind: str = field(default="machine", init=False)
 
 
@@ -31,6 +32,7 @@ class TaskEvent:
     task_id: str
     state: str  # pending, running, done, failed, skipped, stopped
     detail: str = ""
+    traceback: str = ""  # set when a bug (not an OrchestrateError) failed the task; for run.log
     kind: str = field(default="task", init=False)
 
 

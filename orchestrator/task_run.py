@@ -13,6 +13,7 @@ import os
 import shlex
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -158,6 +159,16 @@ def open_log(path: Path) -> TextIO:
         os.unlink(path)
         fd = os.open(path, flags | os.O_EXCL, 0o644)
     return os.fdopen(fd, "a", encoding="utf-8")
+
+
+def bug_line(exc: BaseException) -> str:
+    """The one-line reason a bug gives a task or machine (the traceback goes to run.log)."""
+    first = (str(exc).splitlines() or [""])[0][:300]
+    return f"internal error: {type(exc).__name__}: {first} (traceback in run.log)"
+
+
+def traceback_text(exc: BaseException) -> str:
+    return "".join(traceback.format_exception(exc))
 
 
 def last_line(path: Path) -> str:
