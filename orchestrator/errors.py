@@ -18,7 +18,8 @@
     ├── TaskFailed           exit 1       some task failed; the run went on and lists it
     ├── RunCapped            exit 3       the cost guard stopped the run at the cap
     ├── RunInterrupted       exit 130     Ctrl-C/SIGTERM, after cleanup; `--resume RUN` hint
-    └── UnknownRun           exit 2       a run id the journal does not know
+    ├── UnknownRun           exit 2       a run id the journal does not know
+    └── RunBusy              exit 2       the run's orchestrator is alive (pid, host): no resume
 
 The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``; anything
 else is a bug (traceback, exit 70).
@@ -54,6 +55,7 @@ __all__ = [
     "ProviderError",
     "QuotaError",
     "RemoteDiskFull",
+    "RunBusy",
     "RunCapped",
     "RunInterrupted",
     "SpecError",
@@ -135,5 +137,14 @@ class RunInterrupted(OrchestrateError):
 
 class UnknownRun(OrchestrateError):
     """A run id that is not in the journal."""
+
+    exit_code = 2
+
+
+class RunBusy(OrchestrateError):
+    """The run is held by a live orchestrator (its lease in the journal); nothing was started.
+
+    ``--resume`` of such a run would start every task a second time in the same directories.
+    """
 
     exit_code = 2

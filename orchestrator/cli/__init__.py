@@ -15,6 +15,7 @@ from pathlib import Path
 
 from infra.errors import OrchestrateError
 from orchestrator.cli.cloud import add_cloud_parsers
+from orchestrator.cli.gpus_cmd import add_gpus_parser
 from orchestrator.cli.init_cmd import add_init_parser
 from orchestrator.cli.inspect_cmds import cmd_down, cmd_logs, cmd_status
 from orchestrator.cli.money import add_money_parsers
@@ -77,10 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("down", parents=[common], help="stop a run and release its machines")
     p.add_argument("run")
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="a live run's orchestrator gets this long to stop and clean up (default 300)",
+    )
     p.set_defaults(func=cmd_down)
     add_money_parsers(sub, common)
     add_init_parser(sub, common)
     add_cloud_parsers(sub, common)
+    add_gpus_parser(sub, common)
     add_report_parser(sub, common)
     return parser
 

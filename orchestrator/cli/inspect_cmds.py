@@ -10,6 +10,7 @@ from pathlib import Path
 
 from orchestrator.cli.run import console
 from orchestrator.errors import UnknownRun
+from orchestrator.lease import RunLease, stop_live_run
 from orchestrator.paths import RunPaths
 from orchestrator.state import Journal
 from orchestrator.summary import summarize
@@ -86,7 +87,14 @@ def cmd_down(args: argparse.Namespace) -> int:
     journal = Journal.in_dir(args.state_dir)
     if journal.run(args.run) is None:
         raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
-    receipt = down_run(journal, args.run, provider_for=lambda run: provider_for_run(run, args))
+    stopped_live = stop_live_run(journal, args.run, timeout_s=getattr(args, "wait", 300.0))
+    lease = RunLease.take(journal, args.run)  # no --resume may start while we tear down
+    try:
+        receipt = down_run(journal, args.run, provider_for=lambda run: provider_for_run(run, args))
+    finally:
+        lease.release()
+    if stopped_live:
+        receipt["actions"].insert(0, stopped_live)
     if args.json:
         print(json.dumps(receipt, indent=2))
     else:

@@ -21,9 +21,11 @@ from orchestrator.cost import CostGuard, load_catalog
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import RunInterrupted, UnknownRun
 from orchestrator.events import Reporter, TeeReporter
+from orchestrator.lease import RunLease
 from orchestrator.paths import RunPaths
 from orchestrator.plan import Plan, make_plan
 from orchestrator.providers import OfflinePlanning, build_provider
+from orchestrator.resources import TypeChoice, resolve_machines
 from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
@@ -63,6 +65,9 @@ def build_plan(
     exp = load_experiment(Path(args.file))
     now = datetime.now(UTC)
     catalog = load_catalog(args.state_dir)
+    choices: tuple[TypeChoice, ...] = ()
+    if exp.provider == "aws" and not getattr(args, "local", False):
+        exp, choices = resolve_machines(exp, catalog, spec_path=args.file)
     setup = build_provider(
         exp,
         run_id=run_id,
@@ -85,6 +90,7 @@ def build_plan(
         now=now,
         prices=None if exp.provider == "local" or getattr(args, "local", False) else catalog,
     )
+    plan = replace(plan, type_choices=choices)
     if isinstance(provider, OfflinePlanning) and provider.note:
         print(f"note: {provider.note}", file=sys.stderr)
     if any(pt.task.is_script for pt in plan.tasks):
@@ -138,6 +144,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
             render_plan(plan, out)
         return None
     paths = RunPaths(Path(args.runs_dir) / run_id)
+    lease = RunLease.take(journal, run_id)  # RunBusy while another orchestrator runs it
     file_reporter = FileReporter(paths.run_log)
     screen: Reporter = JsonReporter() if args.json else RichReporter(out)
     if not args.json and not out.is_terminal:
@@ -155,12 +162,15 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
         ),
         guard=CostGuard(journal, run_id, cap_usd=plan.experiment.budget.max_usd),
     )
+    # Held for the whole run: a second `--resume` is refused, `down` asks us to stop.
+    lease.watch(on_stop=lambda why: engine.request_stop(f"interrupted: {why}"))
     previous = _install_signal_handlers(engine)
     try:
         summary = engine.run(plan, resume=bool(args.resume))
     finally:
         _restore_signal_handlers(previous)
         file_reporter.close()
+        lease.release()
     report_files = _write_report(paths.root, journal)
     if args.json:
         print(json.dumps({"event": "summary", **summary.to_json(), "report": report_files}))
