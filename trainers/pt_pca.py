@@ -1,10 +1,17 @@
-"""The covariance-vector product Xcᵀ(Xc·v) in PyTensor (the ``theano`` framework).
+"""The covariance-block product Xcᵀ(Xc·V) in PyTensor (the ``theano`` framework).
 
 Theano's idiom: data that fits is held in shared variables (centred once), and one compiled
-``pytensor.function([v], Σ_i Xc_iᵀ(Xc_i·v))`` runs an iteration; data that does not fit goes
-through a second function that takes one raw chunk and the mean as inputs. On the CPU the
-functions compile with PyTensor's default backend (Numba); ``--device gpu`` compiles them in
-JAX mode, where shared variables live on the GPU.
+``pytensor.function([V], Σ_i Xc_iᵀ(Xc_i·V))`` runs an iteration; data that does not fit goes
+through functions that take one raw chunk and the mean as inputs. On the CPU the functions
+compile with PyTensor's Numba backend; ``--device gpu`` compiles them in JAX mode, where the
+data lives on the GPU. V is a (D, m) block or a (D,) vector; the result has V's shape.
+
+Layout, measured on the CPU: Numba's ``np.dot`` calls BLAS only for C-contiguous operands; a
+transposed view (``Xcᵀ``, which PyTensor's rewrites also produce from ``(Yᵀ·Xc)ᵀ``) takes a
+loop 5-10x slower than the GEMM. So the resident data is kept twice, as Xc and as a
+C-ordered Xcᵀ (memory 2·N·D·4 bytes, still O(N·D)), and both products are plain GEMMs. The
+streamed path multiplies Y = Xc·V in one function and Yᵀ·Xc in a second one (Yᵀ, N_chunk×m, is
+made contiguous on the host: it is small), so no chunk is ever transposed or copied.
 
 The chunk products run in float32; chunk results are summed in float64 (see ``tf_pca``).
 """
@@ -30,18 +37,12 @@ class PtCovOperator:
         self._pt: Any = pt
         self.d = d
         self.device = device
-        # None: PyTensor's default linker (Numba in 3.x); JAX where the GPU is.
-        self._mode: str | None = "JAX" if device == "gpu" else None
+        self._mode: str = "JAX" if device == "gpu" else "NUMBA"
         self._chunks: RowChunks | None = None
         self._mean32: np.ndarray | None = None
         self._resident_fn: Any = None
-        self._stream_fn: Any = None
-
-    def _product(self, xc: Any, v: Any) -> Any:
-        pt = self._pt
-        # (Xc·v)ᵀXc rather than Xcᵀ(Xc·v): the same numbers, but Numba hands a row vector times
-        # a C-ordered matrix to BLAS gemv, while the transposed view took a loop 20x slower.
-        return pt.cast(pt.dot(pt.dot(xc, v), xc), "float64")
+        self._y_fn: Any = None
+        self._z_fn: Any = None
 
     def load(self, chunks: RowChunks, mean: np.ndarray, *, resident: bool) -> float:
         """Compile (and for ``resident`` fill the shared variables); returns the seconds taken."""
@@ -49,36 +50,30 @@ class PtCovOperator:
         start = time.perf_counter()
         self._chunks = chunks
         self._mean32 = mean.astype(np.float32)
-        v = pt.vector("v", dtype="float32")
-        zero = np.zeros(self.d, dtype=np.float32)
+        v = pt.matrix("V", dtype="float32")
+        zero = np.zeros((self.d, 1), dtype=np.float32)
+        self._resident_fn = self._y_fn = self._z_fn = None
         if resident and self._mode == "JAX":
             self._resident_fn = self._jax_resident(chunks, v)
-            self._resident_fn(zero)
-            self._stream_fn = None
         elif resident:
-            shared = [
-                pytensor.shared(block - self._mean32, name=f"xc{i}", borrow=True)
-                for i, block in enumerate(chunks.iter(copy=True))
-            ]
-            total = self._sum_products(shared, v)
+            total = None
+            for i, block in enumerate(chunks.iter(copy=True)):
+                xc = block - self._mean32
+                x_s = pytensor.shared(xc, name=f"xc{i}", borrow=True)
+                xt_s = pytensor.shared(np.ascontiguousarray(xc.T), name=f"xct{i}", borrow=True)
+                part = pt.cast(pt.dot(xt_s, pt.dot(x_s, v)), "float64")
+                total = part if total is None else total + part
             self._resident_fn = pytensor.function([v], total, mode=self._mode)
-            self._resident_fn(zero)  # warm-up: first-call JIT work counts as compile
-            self._stream_fn = None
         else:
             x = pt.matrix("x", dtype="float32")
             mu = pt.vector("mu", dtype="float32")
-            self._stream_fn = pytensor.function(
-                [x, mu, v], self._product(x - mu, v), mode=self._mode
+            yt = pt.matrix("Yt", dtype="float32")
+            self._y_fn = pytensor.function([x, mu, v], pt.dot(x - mu, v), mode=self._mode)
+            self._z_fn = pytensor.function(
+                [x, mu, yt], pt.cast(pt.dot(yt, x - mu), "float64"), mode=self._mode
             )
-            self._stream_fn(next(iter(chunks)), self._mean32, zero)
-            self._resident_fn = None
+        self.apply(zero)  # warm-up: first-call JIT work counts as compile
         return time.perf_counter() - start
-
-    def _sum_products(self, chunks: list[Any], v: Any) -> Any:
-        total = self._product(chunks[0], v)
-        for xc in chunks[1:]:
-            total = total + self._product(xc, v)
-        return total
 
     def _jax_resident(self, chunks: RowChunks, v: Any) -> Any:
         """JAX mode: the centred chunks are jax arrays on the GPU, passed as trusted inputs.
@@ -91,19 +86,24 @@ class PtCovOperator:
         import jax  # type: ignore[import-not-found]  # GPU hosts only
 
         pt = self._pt
+        assert self._mean32 is not None
         arrays = [jax.device_put(block - self._mean32) for block in chunks.iter(copy=True)]
         inputs = [pt.matrix(f"xc{i}", dtype="float32") for i in range(len(arrays))]
-        fn = self._pytensor.function(
-            [*inputs, v], self._sum_products(inputs, v), mode="JAX", trust_input=True
-        )
+        total = None
+        for xc in inputs:  # JAX takes the transposed operand as a flag, no copy
+            part = pt.cast(pt.dot(xc.T, pt.dot(xc, v)), "float64")
+            total = part if total is None else total + part
+        fn = self._pytensor.function([*inputs, v], total, mode="JAX", trust_input=True)
         return lambda v32: fn(*arrays, jax.device_put(v32))
 
     def apply(self, v: np.ndarray) -> np.ndarray:
-        v32 = v.astype(np.float32)
+        """Xcᵀ(Xc·v) in float64 for a (D,) vector or a (D, m) block, float32 products."""
+        v32 = np.ascontiguousarray(np.asarray(v, dtype=np.float32).reshape(self.d, -1))
         if self._resident_fn is not None:
-            return np.asarray(self._resident_fn(v32), dtype=np.float64)
-        assert self._chunks is not None and self._stream_fn is not None, "load() first"
-        total = np.zeros(self.d, dtype=np.float64)
+            return np.asarray(self._resident_fn(v32), dtype=np.float64).reshape(v.shape)
+        assert self._chunks is not None and self._y_fn is not None, "load() first"
+        total = np.zeros((v32.shape[1], self.d), dtype=np.float64)
         for block in self._chunks:
-            total += np.asarray(self._stream_fn(block, self._mean32, v32))
-        return total
+            yt = np.ascontiguousarray(self._y_fn(block, self._mean32, v32).T)
+            total += self._z_fn(block, self._mean32, yt)
+        return total.T.reshape(v.shape)
