@@ -16,6 +16,7 @@ from infra.provider import LaunchRequest, MachineRequest, Provider
 from orchestrator.cost import PriceSource
 from orchestrator.errors import BudgetError
 from orchestrator.matrix import Task, expand
+from orchestrator.resources import TypeChoice
 from orchestrator.spec import Experiment
 from orchestrator.workdir import WorkdirSelection
 
@@ -53,6 +54,7 @@ class Plan:
     forecast_usd: float
     forecast_hours: Mapping[str, float] = field(default_factory=dict)
     workdir: WorkdirSelection | None = None  # files shipped for ``run:`` jobs
+    type_choices: tuple[TypeChoice, ...] = ()  # how gpu:/cpus:/memory: asks became types
 
     @property
     def runnable(self) -> list[PlannedTask]:
@@ -64,6 +66,7 @@ class Plan:
             "experiment": self.experiment.name,
             "provider": self.provider,
             "forecast_usd": round(self.forecast_usd, 4),
+            "type_choices": [c.to_json() for c in self.type_choices],
             "budget_usd": self.experiment.budget.max_usd,
             "machines": [
                 {

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 Framework = Literal["tensorflow", "theano"]
 Device = Literal["cpu", "gpu"]
@@ -52,13 +52,43 @@ class Budget(_Strict):
     max_hours: PositiveFloat = 2.0
 
 
+def _gpu_ask(value: Any) -> Any:
+    """``gpu: T4`` / ``gpu: T4:2`` (SkyPilot's spelling) -> ``{name: T4, count: 2}``."""
+    if isinstance(value, str):
+        name, _, count = value.partition(":")
+        return {"name": name.strip(), **({"count": count.strip()} if count else {})}
+    return value
+
+
+Size = Annotated[str, Field(pattern=r"(?i)^\s*\d+(\.\d+)?\s*(gb|gib|g)?\s*$")]
+
+
+class GpuAsk(_Strict):
+    name: str | None = None  # T4, A10G, L4, V100, A100 (``orchestrate gpus``)
+    count: PositiveInt = 1
+    memory: Size | None = None  # per GPU, e.g. 24GB
+
+
 class MachineClass(_Strict):
-    instance_type: str
+    """An EC2 machine: an ``instance_type``, or what it needs (``gpu``/``cpus``/``memory``),
+    from which ``plan`` picks the cheapest fitting type (orchestrator.resources)."""
+
+    instance_type: str = ""
+    gpu: Annotated[GpuAsk, BeforeValidator(_gpu_ask)] | None = None
+    cpus: PositiveInt | None = None
+    memory: Size | None = None
     ami: str
     spot: bool | Literal["required"] = False
     fallback_types: list[str] = []
     zones: list[str] = []
     gpus: Annotated[int, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _type_or_ask(self) -> MachineClass:
+        asked = self.gpu is not None or self.cpus is not None or self.memory is not None
+        if bool(self.instance_type) == asked:
+            raise ValueError("give either instance_type or what it needs (gpu, cpus, memory)")
+        return self
 
 
 class Host(_Strict):

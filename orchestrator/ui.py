@@ -160,6 +160,8 @@ def render_plan(plan: Plan, console: Console) -> None:
             f"{hours * m.launch.hourly_usd:.2f}",
         )
     console.print(mt)
+    for choice in plan.type_choices:
+        console.print(f"machine {choice.machine} ({choice.region}): {choice.describe()}")
     cap = plan.experiment.budget.max_usd
     cap_text = f" (cap ${cap:.2f})" if cap is not None else " (no cap set)"
     n_run, n_all = len(plan.runnable), len(plan.tasks)

@@ -12,6 +12,7 @@ from infra.provider import Provider
 from orchestrator.cost import load_catalog
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.providers import build_provider
+from orchestrator.resources import resolve_machines
 from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal, RunRow
 
@@ -92,13 +93,15 @@ def cmd_check_aws(args: argparse.Namespace) -> int:
     exp = load_experiment(Path(args.file))
     if exp.provider != "aws":
         raise SpecError([SpecIssue(args.file, 1, 1, "provider", "--check-aws needs provider: aws")])
+    catalog = load_catalog(args.state_dir)
+    exp, _ = resolve_machines(exp, catalog, spec_path=args.file)
     setup = build_provider(
         exp,
         run_id="check",
         state_dir=args.state_dir,
         local=False,
         now=datetime.now(UTC),
-        prices=load_catalog(args.state_dir),
+        prices=catalog,
     )
     from infra.aws import AwsProvider
 

@@ -1,0 +1,210 @@
+"""Asking for resources as a person thinks: ``gpu: T4``, ``gpu: {memory: 24GB}``, ``cpus: 8``.
+
+A machine class may name what it needs instead of an ``instance_type``. Planning turns that into
+instance types, always the same way:
+
+1. Candidates are the types in ``INSTANCE_TYPES`` (the GPU table) that the price catalog prices
+   in the region and that satisfy every part of the ask: GPU model (case-insensitive), GPU
+   count, memory per GPU, vCPUs, memory.
+2. They are ranked by $/h (spot price when ``spot:`` is set and the catalog has one), then by
+   name, so equal prices never flip between runs.
+3. The cheapest is the instance type; it and the next two become the capacity fallback list,
+   and ``plan`` shows all three with their prices.
+
+Nothing here calls AWS: the table and the catalog are bundled (``orchestrate prices --refresh``
+updates prices), so ``plan`` answers offline.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from orchestrator.cost import PriceSource
+from orchestrator.errors import SpecError, SpecIssue
+from orchestrator.spec import Experiment, MachineClass
+
+FALLBACKS = 2  # how many next-cheapest types follow the choice (and are shown)
+
+
+@dataclass(frozen=True)
+class TypeInfo:
+    """What one EC2 instance type gives (AWS's published figures)."""
+
+    vcpus: int
+    memory_gib: float
+    gpu: str | None = None  # the GPU model, as AWS names it
+    gpus: int = 0
+    gpu_memory_gib: float = 0.0  # per GPU
+
+
+INSTANCE_TYPES: dict[str, TypeInfo] = {
+    "g4dn.xlarge": TypeInfo(4, 16, "T4", 1, 16),
+    "g4dn.2xlarge": TypeInfo(8, 32, "T4", 1, 16),
+    "g5.xlarge": TypeInfo(4, 16, "A10G", 1, 24),
+    "g5.2xlarge": TypeInfo(8, 32, "A10G", 1, 24),
+    "g6.xlarge": TypeInfo(4, 16, "L4", 1, 24),
+    "p3.2xlarge": TypeInfo(8, 61, "V100", 1, 16),
+    "p4d.24xlarge": TypeInfo(96, 1152, "A100", 8, 40),
+    "c6i.xlarge": TypeInfo(4, 8),
+    "c6i.2xlarge": TypeInfo(8, 16),
+    "c6i.4xlarge": TypeInfo(16, 32),
+    "c7i.2xlarge": TypeInfo(8, 16),
+    "m6i.xlarge": TypeInfo(4, 16),
+    "m6i.2xlarge": TypeInfo(8, 32),
+    "t3.medium": TypeInfo(2, 4),
+    "t3.large": TypeInfo(2, 8),
+}
+GPU_MODELS = sorted({t.gpu for t in INSTANCE_TYPES.values() if t.gpu})
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(gb|gib|g)?\s*$", re.IGNORECASE)
+
+
+def parse_gib(value: str | float) -> float:
+    """``24GB`` / ``24 GiB`` / ``24`` -> 24.0 (GB and GiB are read alike, as AWS lists them)."""
+    if isinstance(value, int | float):
+        return float(value)
+    m = _SIZE.match(value)
+    if not m:
+        raise ValueError(f"{value!r} is not a size; write e.g. 24GB")
+    return float(m.group(1))
+
+
+@dataclass(frozen=True)
+class Candidate:
+    instance_type: str
+    hourly_usd: float
+    info: TypeInfo
+
+
+@dataclass(frozen=True)
+class TypeChoice:
+    """How one machine class's ask became instance types: the choice first, then fallbacks."""
+
+    machine: str
+    ask: str
+    region: str
+    candidates: tuple[Candidate, ...]
+
+    @property
+    def types(self) -> tuple[str, ...]:
+        return tuple(c.instance_type for c in self.candidates)
+
+    def describe(self) -> str:
+        """``gpu: T4 -> g4dn.xlarge $0.526/h (next: g4dn.2xlarge $0.752/h)``."""
+        first, *rest = self.candidates
+        nxt = ", ".join(f"{c.instance_type} ${c.hourly_usd:.3f}/h" for c in rest)
+        tail = f" (next: {nxt})" if nxt else " (no other type fits)"
+        return f"{self.ask} -> {first.instance_type} ${first.hourly_usd:.3f}/h{tail}"
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "machine": self.machine,
+            "ask": self.ask,
+            "region": self.region,
+            "candidates": [
+                {"instance_type": c.instance_type, "hourly_usd": c.hourly_usd}
+                for c in self.candidates
+            ],
+        }
+
+
+def describe_ask(mc: MachineClass) -> str:
+    parts = []
+    if mc.gpu is not None:
+        g = mc.gpu
+        bits = [g.name or "any"] + ([f"x{g.count}"] if g.count != 1 else [])
+        bits += [f">={g.memory}"] if g.memory else []
+        parts.append("gpu: " + " ".join(bits))
+    if mc.cpus:
+        parts.append(f"cpus: {mc.cpus}")
+    if mc.memory:
+        parts.append(f"memory: {mc.memory}")
+    return ", ".join(parts)
+
+
+def fits(mc: MachineClass, info: TypeInfo) -> bool:
+    """Whether a type satisfies every part of the machine class's ask (rule 1)."""
+    if mc.gpu is None and info.gpus:
+        return False  # a cpu-only ask never pays for a GPU
+    if mc.gpu is not None:
+        g = mc.gpu
+        if not info.gpus or info.gpus < g.count:
+            return False
+        if g.name and (info.gpu or "").lower() != g.name.lower():
+            return False
+        if g.memory and info.gpu_memory_gib < parse_gib(g.memory):
+            return False
+    if mc.cpus and info.vcpus < mc.cpus:
+        return False
+    return not (mc.memory and info.memory_gib < parse_gib(mc.memory))
+
+
+def candidates(
+    mc: MachineClass, region: str, prices: PriceSource, *, spot: bool = False
+) -> list[Candidate]:
+    """Every priced type in ``region`` that fits, cheapest first (rules 1 and 2)."""
+    found = []
+    for itype, info in INSTANCE_TYPES.items():
+        price = prices.hourly_usd(itype, region, spot=spot)
+        if price is not None and price == price and fits(mc, info):  # price == price: not NaN
+            found.append(Candidate(itype, float(price), info))
+    return sorted(found, key=lambda c: (c.hourly_usd, c.instance_type))
+
+
+def choose(
+    name: str, mc: MachineClass, region: str, prices: PriceSource, *, spec_path: str = "experiment"
+) -> TypeChoice:
+    """The cheapest fitting type and the next ``FALLBACKS`` (rule 3); a SpecIssue if none."""
+    issue_path = f"machines.{name}.gpu" if mc.gpu is not None else f"machines.{name}"
+    if mc.gpu is not None and mc.gpu.name and mc.gpu.name.upper() not in GPU_MODELS:
+        close = difflib.get_close_matches(mc.gpu.name.upper(), GPU_MODELS, n=1, cutoff=0.4)
+        hint = f"did you mean {close[0]!r}?" if close else None
+        known = ", ".join(GPU_MODELS)
+        msg = f"unknown GPU {mc.gpu.name!r} (known: {known}; see `orchestrate gpus`)"
+        raise SpecError([SpecIssue(spec_path, 1, 1, issue_path, msg, hint)])
+    found = candidates(mc, region, prices, spot=bool(mc.spot))
+    if not found:
+        msg = f"no instance type in {region} has {describe_ask(mc)}"
+        hint = f"see `orchestrate gpus --region {region}`"
+        raise SpecError([SpecIssue(spec_path, 1, 1, issue_path, msg, hint)])
+    return TypeChoice(name, describe_ask(mc), region, tuple(found[: 1 + FALLBACKS]))
+
+
+def resolve_machines(
+    exp: Experiment, prices: PriceSource, *, spec_path: str = "experiment"
+) -> tuple[Experiment, tuple[TypeChoice, ...]]:
+    """The experiment with every resource ask replaced by its chosen types, and the choices."""
+    region = exp.region or "us-east-1"
+    machines = dict(exp.machines)
+    choices: list[TypeChoice] = []
+    issues: list[SpecIssue] = []
+    for name, mc in exp.machines.items():
+        if mc.instance_type:
+            continue
+        try:
+            choice = choose(name, mc, region, prices, spec_path=spec_path)
+        except SpecError as exc:
+            issues += exc.issues
+            continue
+        choices.append(choice)
+        first, *rest = choice.types
+        update: dict[str, object] = {"instance_type": first, "fallback_types": rest}
+        if mc.gpus is None:
+            update["gpus"] = choice.candidates[0].info.gpus
+        machines[name] = mc.model_copy(update=update)
+    if issues:
+        raise SpecError(issues)
+    return exp.model_copy(update={"machines": machines}), tuple(choices)
+
+
+def gpu_rows(region: str, prices: PriceSource) -> Sequence[Candidate]:
+    """``orchestrate gpus``: every GPU type priced in ``region``, cheapest first."""
+    rows = []
+    for itype, info in INSTANCE_TYPES.items():
+        price = prices.hourly_usd(itype, region, spot=False)
+        if info.gpus and price is not None and price == price:
+            rows.append(Candidate(itype, float(price), info))
+    return sorted(rows, key=lambda c: (c.hourly_usd, c.instance_type))
