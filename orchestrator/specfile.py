@@ -15,47 +15,31 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.spec import Experiment, Job
-
-Loc = tuple[str | int, ...]
-Positions = dict[Loc, tuple[int, int]]  # data path -> (line, column), 1-based
+from orchestrator.spec_input import Loc, Positions, parse_yaml, read_spec
+from orchestrator.spec_limits import command_issues, limit_issues
 
 
 def load_experiment(path: Path) -> Experiment:
     """Parse and validate an experiment file.
 
     Raises:
-        SpecError: with every issue found (syntax, schema, cross-field), each located.
+        SpecError: with every issue found (syntax, schema, cross-field, limits), each located.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise SpecError([SpecIssue(str(path), 0, 0, "", f"cannot read the file: {exc}")]) from exc
-    return parse_experiment(text, str(path))
+    return parse_experiment(read_spec(Path(path)), str(path))
 
 
 def parse_experiment(text: str, filename: str) -> Experiment:
     """Like ``load_experiment`` for text already in memory (tests, stdin)."""
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecIssue(filename, line, col, "", f"not valid YAML: {problem}")]) from exc
+    data, positions, issues = parse_yaml(text, filename)  # bounded: see spec_input
     if not isinstance(data, dict):
         raise SpecError(
             [SpecIssue(filename, 1, 1, "", "the file must be a mapping with name:, jobs:, ...")]
         )
-    positions: Positions = {}
-    _walk(node, (), positions)
-    issues: list[SpecIssue] = list(_trainer_key_issues(data, positions, filename))
+    issues.extend(_trainer_key_issues(data, positions, filename))
     try:
         exp = Experiment.model_validate(data)
     except ValidationError as exc:
@@ -63,6 +47,13 @@ def parse_experiment(text: str, filename: str) -> Experiment:
         raise SpecError(_sorted(issues)) from None
     issues.extend(_semantic_issues(exp, positions, filename))
     issues.extend(_script_issues(exp, positions, filename))
+    if not issues:  # limits count the matrix, which needs the rest to be right first
+
+        def issue(loc: Loc, message: str, hint: str | None) -> SpecIssue:
+            line, col = _position(loc, positions)
+            return SpecIssue(filename, line, col, format_path(loc), message, hint)
+
+        issues.extend(limit_issues(exp, issue))
     if issues:
         raise SpecError(_sorted(issues))
     return exp
@@ -70,24 +61,6 @@ def parse_experiment(text: str, filename: str) -> Experiment:
 
 def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
     return sorted(issues, key=lambda i: (i.line, i.column, i.path))
-
-
-def _walk(node: yaml.Node | None, loc: Loc, out: Positions) -> None:
-    if node is None:
-        return
-    out[loc] = (node.start_mark.line + 1, node.start_mark.column + 1)
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            # The key's own position, for "unknown key" errors that point at the key itself.
-            out[(*loc, "__key__", key)] = (
-                key_node.start_mark.line + 1,
-                key_node.start_mark.column + 1,
-            )
-            _walk(value_node, (*loc, key), out)
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _walk(item, (*loc, i), out)
 
 
 def _position(loc: Loc, positions: Positions) -> tuple[int, int]:
@@ -166,13 +139,13 @@ def _pydantic_issues(
             value = err.get("input")
             close = difflib.get_close_matches(str(value), expected, n=1, cutoff=0.6)
             what = loc[-2] if isinstance(loc[-1], int) and len(loc) > 1 else loc[-1]
-            message = f"{value!r} is not a valid {what}"
+            message = f"{_short(value)} is not a valid {what}"
             hint = f"did you mean '{close[0]}'? ({_valid(expected)})" if close else _valid(expected)
         elif kind == "missing":
             line, col = _position(loc[:-1], positions)
             message = f"required field '{loc[-1]}' is missing"
         else:
-            message = f"{err['msg']} (got {err.get('input')!r})"
+            message = f"{err['msg']} (got {_short(err.get('input'))})"
         yield SpecIssue(filename, line, col, path, message, hint)
 
 
@@ -187,6 +160,12 @@ def _clean_loc(loc: Loc, data: Any) -> Loc:
             # a key that is not in the data: a missing or unknown field
             out.append(part)
     return tuple(out)
+
+
+def _short(value: Any) -> str:
+    """A value echoed in a message: repr (escapes shown as text), at most 80 characters."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _literal_choices(expected: str) -> list[str]:
@@ -314,12 +293,12 @@ def _script_issues(exp: Experiment, positions: Positions, filename: str) -> Iter
                     f"output pattern {pattern!r} is not a relative path glob",
                     "use letters, digits, . _ - / * ? [ ] (e.g. checkpoints/*.pt)",
                 )
-        try:
-            names = placeholders(job.run)
-        except ValueError as exc:
-            yield issue(("jobs", i, "run"), f"cannot read the command's placeholders: {exc}")
+        bad = list(command_issues(job.run, list(job.params)))
+        for message, hint in bad:
+            yield issue(("jobs", i, "run"), message, hint)
+        if bad:
             continue
-        for name in names:
+        for name in placeholders(job.run):
             if name not in job.params:
                 close = difflib.get_close_matches(name, list(job.params), n=1, cutoff=0.6)
                 hint = f"did you mean '{{{close[0]}}}'?" if close else None

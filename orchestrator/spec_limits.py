@@ -1,0 +1,145 @@
+"""Bounds and rules on a schema-valid experiment that pydantic's types cannot say.
+
+Why: a file can be well-typed and still ask for a billion tasks, a year-long budget window,
+an SSH host with an empty name, or a ``run:`` command whose placeholders break out of their
+quoting. Each rule gives a located issue; nothing here touches a machine.
+
+  1. Budget, deadlines and timeouts have sane maxima (``MAXIMA``).
+  2. The matrix has at most ``MAX_TASKS`` tasks (counted without expanding it), and each task
+     id fits in a directory name (``MAX_TASK_ID``).
+  3. SSH hosts have non-empty ``host``/``user``/``key`` and pin a host key (``host_key`` or
+     ``known_hosts``): connecting would be refused later anyway, so say it at plan.
+  4. In ``run:`` only ``{name}`` (a param's name) is a placeholder: positional ``{0}``/``{}``,
+     attribute or index access and format specs are refused. A placeholder inside quotes
+     (``'{v}'``, ``"{v}"``) is refused too: values are already shell-quoted, and quoting them
+     again undoes that.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import string
+from collections.abc import Callable, Iterator
+
+from orchestrator.errors import SpecIssue
+from orchestrator.matrix import AXES, expand
+from orchestrator.spec import Experiment, Job
+
+MAX_TASKS = 10_000
+MAX_TASK_ID = 200  # bytes; a directory name may have 255
+MAXIMA: dict[tuple[str, ...], float] = {
+    ("budget", "max_hours"): 24 * 31,  # a month; a longer window is a typo, not a plan
+    ("budget", "max_usd"): 100_000,
+    ("connect_deadline_s",): 24 * 3600,
+}
+MAX_TIMEOUT_MINUTES = 7 * 24 * 60
+
+Issue = Callable[[tuple[str | int, ...], str, str | None], SpecIssue]
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def limit_issues(exp: Experiment, issue: Issue) -> Iterator[SpecIssue]:
+    """Rules 1-3; ``issue(loc, message, hint)`` locates each."""
+    for loc, top in MAXIMA.items():
+        value: object = exp
+        for part in loc:
+            value = getattr(value, part)
+        if isinstance(value, int | float) and value > top:
+            yield issue(loc, f"{value:g} is over the limit of {top:g}", None)
+    total = 0
+    for i, job in enumerate(exp.jobs):
+        if job.timeout_minutes is not None and job.timeout_minutes > MAX_TIMEOUT_MINUTES:
+            yield issue(
+                ("jobs", i, "timeout_minutes"),
+                f"{job.timeout_minutes:g} is over the limit of {MAX_TIMEOUT_MINUTES} (a week)",
+                None,
+            )
+        n = matrix_size(job)
+        total += n
+        if n > MAX_TASKS:
+            yield issue(
+                ("jobs", i), f"this job expands to {n:.3g} tasks; the limit is {MAX_TASKS}", None
+            )
+    if total > MAX_TASKS:
+        yield issue(("jobs",), f"{total} tasks in all; the limit is {MAX_TASKS}", None)
+    else:
+        for task in expand(exp):
+            if len(task.id.encode()) > MAX_TASK_ID:
+                yield issue(
+                    ("jobs", task.job_index),
+                    f"task id {task.id[:40]!r}... is over {MAX_TASK_ID} bytes",
+                    "give the job a shorter name:, or shorter param values",
+                )
+                break
+    for h, host in enumerate(exp.hosts):
+        for key in ("host", "user", "key"):
+            if not str(getattr(host, key)).strip():
+                yield issue(("hosts", h, key), f"'{key}' is empty", None)
+        if not host.host_key and not host.known_hosts:
+            yield issue(
+                ("hosts", h),
+                "no host key to verify: give host_key (the host's public key line) or "
+                "known_hosts (a file)",
+                f"ssh-keyscan -p {host.port} {host.host or 'HOST'} prints it",
+            )
+
+
+def matrix_size(job: Job) -> int:
+    """How many tasks ``job`` expands to, computed without expanding it."""
+    if job.run is not None:
+        return len(job.device) * math.prod(len(v) for v in job.params.values())
+    sizes = [len(v) for axis in AXES if isinstance(v := getattr(job, axis, None), list)]
+    return math.prod(sizes)
+
+
+def command_issues(command: str, params: list[str]) -> Iterator[tuple[str, str | None]]:
+    """Rule 4 for one ``run:`` command: (message, hint) per problem."""
+    try:
+        fields = list(string.Formatter().parse(command))
+    except ValueError as exc:
+        yield f"cannot read the command's placeholders: {exc}", "write {{ for a literal brace"
+        return
+    for _, name, spec, conversion in fields:
+        if name is None:
+            continue
+        shown = "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "")
+        shown += "}"
+        if not _NAME.match(name):
+            yield (
+                f"'{shown}' is not a placeholder: only {{name}} with a param's name is",
+                "write {{ for a literal brace",
+            )
+        elif spec or conversion:
+            yield f"'{shown}': placeholders take no format spec or conversion", f"write {{{name}}}"
+    for name in quoted_placeholders(command):
+        yield (
+            f"placeholder '{{{name}}}' is inside quotes",
+            "values are shell-quoted already; remove the quotes around it",
+        )
+
+
+def quoted_placeholders(command: str) -> list[str]:
+    """Names of ``{name}`` placeholders that sit inside '...' or "..." in a shell command."""
+    found: list[str] = []
+    quote: str | None = None
+    i = 0
+    while i < len(command):
+        c = command[i]
+        if c == "\\" and quote != "'":
+            i += 2
+            continue
+        if quote is None and c in "'\"":
+            quote = c
+        elif c == quote:
+            quote = None
+        elif c in "{}" and command[i : i + 2] in ("{{", "}}"):
+            i += 2
+            continue
+        elif c == "{" and quote is not None:
+            end = command.find("}", i)
+            if end > i:
+                found.append(command[i + 1 : end])
+                i = end
+        i += 1
+    return found
