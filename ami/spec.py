@@ -48,7 +48,8 @@ class ImageSpec:
     architecture: str = "x86_64"
     # Minimum root volume; the provider raises it to the base image's snapshot size if larger.
     root_volume_gb: int = 40
-    python: str = "python3.11"  # pytensor 3 needs >= 3.11; Ubuntu 22.04 ships it in universe
+    # pytensor 3 needs >= 3.11: Ubuntu 24.04's python3 is 3.12 (22.04's 3.11 is only an rc).
+    python: str = "python3"
     venv: str = DEFAULT_VENV
     packages: tuple[str, ...] = field(default_factory=tuple)  # pip requirements for the venv
 
@@ -86,7 +87,7 @@ class _SpecModel(BaseModel):
     owner: str | None = None
     name_filter: str | None = None
     root_volume_gb: int = Field(default=40, ge=8, le=16384)
-    python: str = "python3.11"
+    python: str = "python3"
     venv: str = Field(default=DEFAULT_VENV, pattern=r"^/")
     packages: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
@@ -162,11 +163,18 @@ def spec_for(name: str, *, directory: Path | None = None) -> ImageSpec:
 
 
 def setup_script(flavour: str) -> str:
-    """The text of the bundled setup script for a flavour (``ami/setup/<flavour>.sh``)."""
-    path = resources.files("ami") / "setup" / f"{flavour}.sh"
-    if not path.is_file():
+    """The bundled setup script for a flavour (``ami/setup/<flavour>.sh``), ready to run.
+
+    ``common.sh`` (retries, apt, the login user's venv, the installer) is put in front of the
+    flavour's own steps, so the result is one self-contained bash script.
+    """
+    folder = resources.files("ami") / "setup"
+    path = folder / f"{flavour}.sh"
+    if flavour == "common" or not path.is_file():
         raise ImageSpecError(flavour, [f"no setup script for flavour {flavour!r}"])
-    return path.read_text(encoding="utf-8")
+    shebang, _, steps = path.read_text(encoding="utf-8").partition("\n")
+    common = (folder / "common.sh").read_text(encoding="utf-8")
+    return f"{shebang}\n{common}\n{steps}"
 
 
 def spec_hash(spec: ImageSpec) -> str:

@@ -1,1 +1,1 @@
-pytest_plugins = ["tests.sshd"]
+pytest_plugins = ["tests.sshd", "tests.instances.fixtures"]

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, cast
 
 from ami.resolve import ImageRef
 from ami.spec import ImageSpec
+from ami.userdata import DEADLINE_CHECK
+from infra.aws.endpoints import endpoint_for
 from infra.aws.errors import aws_errors, error_code
 from infra.aws.hostkeys import generate_ed25519, public_line_of, write_private_key
 from infra.aws.requests import (
@@ -38,6 +40,7 @@ from infra.errors import (
     TransportError,
 )
 from infra.provider import Address, Machine, MachineRequest
+from infra.transport.base import Transport
 
 if TYPE_CHECKING:
     from infra.aws.provider import AwsProvider
@@ -351,14 +354,18 @@ def wait_ready(provider: AwsProvider, instance_id: str, pinned: str | None) -> M
                 raise out_of_time("no host key in the console output yet")
             provider.sleep(waits.poll_s)
 
-    machine = machine_from(provider, inst, host_key=pinned)
-    assert machine.address is not None
-    delay, last = 1.0, ""
+    delay, last, stage = 1.0, "", "SSH"
     while True:
+        # Re-read each time: the endpoint of an instance can appear after it is running.
+        machine = machine_from(provider, inst, host_key=pinned)
+        assert machine.address is not None
         transport = provider.transport_factory(machine.address)
         try:
             transport.run(["true"], timeout_s=waits.ssh_attempt_timeout_s, check=True)
-            return machine
+            stage = "deadline timer"
+            if deadline_armed(transport, what, waits.ssh_attempt_timeout_s):
+                return machine
+            last = "cloud-init has not armed it yet"
         except HostKeyMismatch:
             raise  # never retried: a different key is an attack or a broken image, not a delay
         except (TransportError, OSError) as exc:
@@ -366,9 +373,29 @@ def wait_ready(provider: AwsProvider, instance_id: str, pinned: str | None) -> M
         finally:
             transport.close()
         if clock.monotonic() >= deadline:
-            raise out_of_time("SSH", f": last error {last}")
+            raise out_of_time(stage, f": last error {last}")
         provider.sleep(delay)
         delay = min(delay * 2, waits.ssh_backoff_max_s)
+
+
+def deadline_armed(transport: Transport, what: str, timeout_s: float) -> bool:
+    """Whether the instance's own deadline timer is armed (layer 3 of the cost cap).
+
+    Returns False while cloud-init is still working towards it.
+
+    Raises:
+        ProviderError: cloud-init has finished and the timer is not armed: a machine that
+            cannot stop itself is not handed to the engine (the caller releases it).
+    """
+    result = transport.run(["bash", "-c", DEADLINE_CHECK], timeout_s=timeout_s, check=False)
+    if result.exit_code == 0:
+        return True
+    if result.exit_code == 3:
+        return False
+    raise ProviderError(
+        f"{what}: its deadline timer is not armed, so it could outlive this run unattended; "
+        f"it has been terminated ({result.tail(lines=3) or f'exit {result.exit_code}'})"
+    )
 
 
 def machine_from(provider: AwsProvider, inst: dict[str, Any], *, host_key: str | None) -> Machine:
@@ -379,10 +406,11 @@ def machine_from(provider: AwsProvider, inst: dict[str, Any], *, host_key: str |
     spot = inst.get("InstanceLifecycle") == "spot"
     ip = inst.get("PublicIpAddress")
     run_id = tags.get(TAG_RUN, "")
+    host, port = endpoint_for(str(inst["InstanceId"])) or (str(ip), 22)
     address = (
         Address(
-            host=str(ip),
-            port=22,
+            host=host,
+            port=port,
             user=tags.get(TAG_USER, "ubuntu"),
             key_path=str(provider.key_path(run_id)),
             host_key=host_key or tags.get(TAG_HOSTKEY),

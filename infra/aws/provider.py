@@ -316,7 +316,7 @@ class AwsProvider:
         from ami.spec import spec_for
         from ami.userdata import setup_commands
 
-        spec = spec_for(machine.tags.get(TAG_SPEC, "") or "ubuntu22-cpu")
+        spec = spec_for(machine.tags.get(TAG_SPEC, "") or "ubuntu24-cpu")
         if machine.tags.get(TAG_SETUP) == "needed":
             transport.run(["bash", "-c", setup_commands(spec)], timeout_s=3600)
         return replace(machine, python=spec.venv_python)
@@ -414,6 +414,9 @@ class AwsProvider:
             extra=req.tags,
         )
         tags[TAG_USER] = spec.user
+        # The spec rides on the launch itself, so bootstrap picks the right setup (cuda for a
+        # GPU image) for launched and baked images alike.
+        tags[TAG_SPEC] = spec.name
         tags[TAG_SETUP] = "baked" if image.source.startswith("baked:") else "needed"
         return tags
 

@@ -10,11 +10,12 @@ from ami.spec import ImageSpec, ImageSpecError, load_spec_file, load_specs, spec
 
 def test_bundled_specs_load_with_their_resolution_rules() -> None:
     specs = load_specs()
-    cpu, gpu = specs["ubuntu22-cpu"], specs["dl-gpu-ubuntu22"]
+    cpu, gpu = specs["ubuntu24-cpu"], specs["dl-gpu-ubuntu24"]
     assert cpu.flavour == "cpu" and cpu.owner == "099720109477"
-    assert (cpu.ssm_parameter or "").endswith("/22.04/stable/current/amd64/hvm/ebs-gp2/ami-id")
+    assert (cpu.ssm_parameter or "").endswith("/24.04/stable/current/amd64/hvm/ebs-gp3/ami-id")
+    assert cpu.python == gpu.python == "python3"  # 24.04: a released 3.12
     assert gpu.flavour == "cuda" and gpu.owner == "amazon"
-    assert gpu.name_filter == "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 22.04)*"
+    assert gpu.name_filter == "Deep Learning Base OSS Nvidia Driver GPU AMI (Ubuntu 24.04)*"
     assert any(p.startswith("tensorflow[and-cuda]") for p in gpu.packages)
     assert any(p.startswith("jax[cuda12]") for p in gpu.packages)
 
@@ -25,7 +26,7 @@ def test_literal_ami_id_becomes_a_spec_without_rules() -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(ImageSpecError, match="known: dl-gpu-ubuntu22, ubuntu22-cpu"):
+    with pytest.raises(ImageSpecError, match="known: dl-gpu-ubuntu24, ubuntu24-cpu"):
         spec_for("ubuntu24")
 
 
@@ -46,7 +47,7 @@ def test_owner_needs_a_name_filter(tmp_path: Path) -> None:
 
 
 def test_hash_follows_content_not_display_name() -> None:
-    base = load_specs()["ubuntu22-cpu"]
+    base = load_specs()["ubuntu24-cpu"]
     renamed = dataclasses.replace(base, name="other", description="same content")
     assert spec_hash(renamed) == spec_hash(base)
     assert spec_hash(dataclasses.replace(base, packages=("numpy",))) != spec_hash(base)

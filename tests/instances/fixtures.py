@@ -1,0 +1,66 @@
+"""Pytest fixtures for the AWS path: moto's server on 127.0.0.1 and the instance emulator.
+
+Used as a plugin (``pytest_plugins`` in tests/conftest.py). ``instance_emulator`` skips, with
+the reason, only where containers truly cannot boot (not Linux, not root, no nspawn).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fakes import FAKE_TRAINERS
+from tests.instances.disk import unavailable_reason
+from tests.sshd import free_port
+
+REGION = "us-east-1"
+
+
+@pytest.fixture
+def moto_server() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(moto_server: str, tmp_path: Path) -> dict[str, str]:
+    """The environment of an `orchestrate` child process talking to the moto server."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ENDPOINT_URL=moto_server,
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_DEFAULT_REGION=REGION,
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+    )
+    return env
+
+
+@pytest.fixture
+def instance_emulator(
+    moto_server: str, aws_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[object]:
+    """Booted containers behind moto's instances; ``aws_env`` is pointed at their endpoints."""
+    reason = unavailable_reason()
+    if reason:
+        pytest.skip(f"instance emulator: {reason}")
+    from tests.instances.emulator import InstanceEmulator
+
+    emulator = InstanceEmulator(moto_server, tmp_path_factory.mktemp("instances"), region=REGION)
+    emulator.start()
+    aws_env["ORCHESTRATE_AWS_ENDPOINTS"] = str(emulator.endpoints_file)
+    try:
+        yield emulator
+    finally:
+        emulator.close()
