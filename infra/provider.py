@@ -77,6 +77,7 @@ class Address:
     key_path: str | None = None
     host_key: str | None = None  # "ssh-ed25519 AAAA..." pinned; or None with known_hosts
     known_hosts: str | None = None
+    jump: Address | None = None  # ProxyJump: reached through this host (pinned the same way)
 
 
 @dataclass(frozen=True)

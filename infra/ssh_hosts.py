@@ -51,6 +51,7 @@ class HostSpec:
     python: str = "python3"
     workspace_root: str = "orchestrate"
     hourly_usd: float = 0.0
+    jump: Address | None = None  # ProxyJump host (infra.ssh_config)
 
     @property
     def address(self) -> Address:
@@ -61,6 +62,7 @@ class HostSpec:
             key_path=self.key_path,
             host_key=self.host_key,
             known_hosts=self.known_hosts,
+            jump=self.jump,
         )
 
     @classmethod

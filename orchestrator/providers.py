@@ -74,24 +74,10 @@ def build_provider(
 
 
 def _ssh(exp: Experiment, *, run_id: str, deadline: datetime) -> ProviderSetup:
-    from infra.ssh_hosts import HostSpec, SshHostsProvider
+    from infra.ssh_hosts import SshHostsProvider
+    from orchestrator.ssh_inventory import host_specs
 
-    specs = [
-        HostSpec(
-            name=h.name or (h.host if h.port == 22 else f"{h.host}:{h.port}"),
-            host=h.host,
-            port=h.port,
-            user=h.user,
-            key_path=str(Path(h.key).expanduser()),
-            gpus=h.gpus,
-            slots=h.slots,
-            host_key=h.host_key,
-            known_hosts=str(Path(h.known_hosts).expanduser()) if h.known_hosts else None,
-            python=h.python,
-            workspace_root=h.workspace_root,
-        )
-        for h in exp.hosts
-    ]
+    specs = host_specs(exp)  # ssh config aliases resolved (orchestrator.ssh_inventory)
     provider = SshHostsProvider(specs, deadline_s=exp.connect_deadline_s)
     offers = [
         MachineOffer(

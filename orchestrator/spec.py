@@ -92,10 +92,13 @@ class MachineClass(_Strict):
 
 
 class Host(_Strict):
+    """An ssh host: a name or address, or an ssh config alias whose HostName, User, Port,
+    IdentityFile and ProxyJump fill what is left out here (infra.ssh_config)."""
+
     host: str
-    port: Annotated[int, Field(gt=0, lt=65536)] = 22
-    user: str
-    key: str
+    port: Annotated[int, Field(gt=0, lt=65536)] | None = None  # default: the config's, or 22
+    user: str | None = None  # default: the config's, or the local user
+    key: str | None = None  # default: the config's IdentityFile, or ssh's own keys/agent
     gpus: Annotated[int, Field(ge=0)] = 0
     slots: PositiveInt = 1
     name: str | None = None
@@ -158,6 +161,8 @@ class Experiment(_Strict):
     budget: Budget = Budget()
     machines: dict[str, MachineClass] = {}
     hosts: list[Host] = []
+    # The ssh config that host aliases are read from (default $ORCHESTRATE_SSH_CONFIG, ~/.ssh/config)
+    ssh_config: str | None = None
     connect_deadline_s: PositiveFloat = 60.0  # how long to keep trying to reach an ssh host
     placement: Literal["by-device", "same-machine"] = "by-device"
     data_dir: str | None = None

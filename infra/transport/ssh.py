@@ -127,6 +127,7 @@ class SshTransport:
         self._ssh: paramiko.SSHClient | None = None
         self._shell: ControlShell | None = None
         self._spare: paramiko.Channel | None = None
+        self._jump: SshTransport | None = None  # the ProxyJump host's connection, if any
 
     @property
     def where(self) -> str:
@@ -142,6 +143,9 @@ class SshTransport:
         """Close the connection; detached jobs keep running. The next call reconnects."""
         with self._lock:
             self._drop()
+            if self._jump is not None:
+                self._jump.close()
+                self._jump = None
 
     # ------------------------------------------------------------------ connection
 
@@ -183,6 +187,7 @@ class SshTransport:
             client = pm.SSHClient()
             try:
                 pin(pm, client, a, key, self.where)
+                sock = self._through_jump(per_try)
                 client.connect(
                     a.host,
                     port=a.port,
@@ -194,6 +199,7 @@ class SshTransport:
                     allow_agent=a.key_path is None,
                     look_for_keys=a.key_path is None,
                     transport_factory=tuned_transport,
+                    sock=sock,
                 )
             except Exception as exc:
                 client.close()
@@ -219,6 +225,21 @@ class SshTransport:
                 self._spare = self._start_spare(live)
                 self._rtt_s = round_trip(live, self._connect_timeout_s)
             return cast("paramiko.SSHClient", client)
+
+    def _through_jump(self, timeout_s: float) -> Any:
+        """A channel to this host through its ProxyJump host (``Address.jump``, itself pinned
+        and maybe jumped), or None to dial directly."""
+        a = self.address
+        if a.jump is None:
+            return None
+        if self._jump is None:
+            self._jump = SshTransport(
+                a.jump, connect_timeout_s=self._connect_timeout_s, deadline_s=self._deadline_s
+            )
+        hop = self._jump._transport()
+        return hop.open_channel(
+            "direct-tcpip", (a.host, a.port), ("127.0.0.1", 0), timeout=timeout_s
+        )
 
     @contextmanager
     def _guard(self, action: str) -> Iterator[None]:
