@@ -161,7 +161,7 @@ class Experiment(_Strict):
     budget: Budget = Budget()
     machines: dict[str, MachineClass] = {}
     hosts: list[Host] = []
-    # The ssh config that host aliases are read from (default $ORCHESTRATE_SSH_CONFIG, ~/.ssh/config)
+    # Where host aliases are read (default: $ORCHESTRATE_SSH_CONFIG, else ~/.ssh/config)
     ssh_config: str | None = None
     connect_deadline_s: PositiveFloat = 60.0  # how long to keep trying to reach an ssh host
     placement: Literal["by-device", "same-machine"] = "by-device"
