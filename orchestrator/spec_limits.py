@@ -5,10 +5,9 @@ an SSH host with an empty name, or a ``run:`` command whose placeholders break o
 quoting. Each rule gives a located issue; nothing here touches a machine.
 
   1. Budget, deadlines and timeouts have sane maxima (``MAXIMA``).
-  2. The matrix has at most ``MAX_TASKS`` tasks (counted without expanding it), and each task
-     id fits in a directory name (``MAX_TASK_ID``).
-  3. SSH hosts have non-empty ``host``/``user``/``key`` and pin a host key (``host_key`` or
-     ``known_hosts``): connecting would be refused later anyway, so say it at plan.
+  2. The matrix has between 1 and ``MAX_TASKS`` tasks per job and in all (counted without
+     expanding it); task ids and the name fit in directory names; ``ssh_cidr`` is a CIDR.
+  3. SSH host fields that are given are not blank (``host``, ``user``, ``key``).
   4. In ``run:`` only ``{name}`` (a param's name) is a placeholder: positional ``{0}``/``{}``,
      attribute or index access and format specs are refused. A placeholder inside quotes
      (``'{v}'``, ``"{v}"``) is refused too: values are already shell-quoted, and quoting them
@@ -17,6 +16,7 @@ quoting. Each rule gives a located issue; nothing here touches a machine.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import re
 import string
@@ -28,6 +28,7 @@ from orchestrator.spec import Experiment, Job
 
 MAX_TASKS = 10_000
 MAX_TASK_ID = 200  # bytes; a directory name may have 255
+MAX_NAME = 100  # the run id (name + time + suffix) names a directory too
 MAXIMA: dict[tuple[str, ...], float] = {
     ("budget", "max_hours"): 24 * 31,  # a month; a longer window is a typo, not a plan
     ("budget", "max_usd"): 100_000,
@@ -57,6 +58,10 @@ def limit_issues(exp: Experiment, issue: Issue) -> Iterator[SpecIssue]:
             )
         n = matrix_size(job)
         total += n
+        if n == 0:
+            yield issue(
+                ("jobs", i), "this job has an empty axis, so no tasks", "give each list a value"
+            )
         if n > MAX_TASKS:
             yield issue(
                 ("jobs", i), f"this job expands to {n:.3g} tasks; the limit is {MAX_TASKS}", None
@@ -72,17 +77,18 @@ def limit_issues(exp: Experiment, issue: Issue) -> Iterator[SpecIssue]:
                     "give the job a shorter name:, or shorter param values",
                 )
                 break
+    if len(exp.name) > MAX_NAME:
+        yield issue(("name",), f"the name is over {MAX_NAME} characters", None)
+    if exp.ssh_cidr is not None:
+        try:
+            ipaddress.ip_network(exp.ssh_cidr, strict=False)
+        except ValueError as exc:
+            yield issue(("ssh_cidr",), f"not a CIDR: {exc}", "e.g. 203.0.113.7/32")
     for h, host in enumerate(exp.hosts):
         for key in ("host", "user", "key"):
-            if not str(getattr(host, key)).strip():
+            value = getattr(host, key)
+            if value is not None and not str(value).strip():
                 yield issue(("hosts", h, key), f"'{key}' is empty", None)
-        if not host.host_key and not host.known_hosts:
-            yield issue(
-                ("hosts", h),
-                "no host key to verify: give host_key (the host's public key line) or "
-                "known_hosts (a file)",
-                f"ssh-keyscan -p {host.port} {host.host or 'HOST'} prints it",
-            )
 
 
 def matrix_size(job: Job) -> int:

@@ -1,0 +1,426 @@
+"""A corpus of malformed experiment files: each one is refused with located errors (exit 2),
+in under 2 s and 200 MB, never a traceback, a hang or an explosion (issue #14).
+
+Hand-picked cases cover the named attacks (alias bombs, deep nesting, huge files, FIFOs,
+devices, invalid UTF-8, duplicate keys, format fields, quoted placeholders, ...); hypothesis
+adds mutations of valid files (wrong types, unknown keys, non-finite and huge numbers, empty
+host fields, text-level breakage). They run in-process, for speed; ``test_cli_sample`` runs a
+sample through the real command line.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from orchestrator.errors import SpecError
+from orchestrator.specfile import load_experiment
+
+LIMIT_S = 2.0
+LIMIT_BYTES = 200 << 20
+
+BASE: dict[str, Any] = {
+    "name": "corpus",
+    "budget": {"max_usd": 5, "max_hours": 2},
+    "jobs": [
+        {"trainer": "mnist", "optimizer": ["sgd", "adam"], "epochs": 2, "hidden": [300]},
+        {"trainer": "pca", "framework": ["tensorflow", "theano"], "components": 10},
+    ],
+}
+SSH_BASE: dict[str, Any] = {
+    "name": "corpus-ssh",
+    "provider": "ssh",
+    "hosts": [
+        {
+            "host": "127.0.0.1",
+            "port": 2222,
+            "user": "me",
+            "key": "~/.ssh/id_ed25519",
+            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE",
+        }
+    ],
+    "jobs": [{"trainer": "mnist", "epochs": 1}],
+}
+SCRIPT_BASE: dict[str, Any] = {
+    "name": "corpus-script",
+    "workdir": ".",
+    "jobs": [{"name": "s", "run": "python t.py --lr {lr}", "params": {"lr": [0.1, 0.01]}}],
+}
+
+
+def refused(path: Path) -> SpecError:
+    """Load ``path``; assert it is refused, located, fast and small. Returns the error."""
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    try:
+        with pytest.raises(SpecError) as caught:
+            load_experiment(path)
+        took = time.perf_counter() - t0
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    err = caught.value
+    assert took < LIMIT_S, f"{path.name}: {took:.2f}s"
+    assert peak < LIMIT_BYTES, f"{path.name}: {peak >> 20} MB"
+    assert err.issues
+    for issue in err.issues:
+        assert issue.file == str(path)
+        assert issue.line >= 1 and issue.column >= 1, str(issue)
+        assert "\x1b" not in str(issue) and "\x00" not in str(issue)
+    assert re.search(rf"{re.escape(str(path))}:\d+:\d+: ", str(err))
+    return err
+
+
+def dump(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+# ------------------------------------------------------------------ hand-picked
+
+LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8)
+)
+
+HAND: dict[str, str | bytes] = {
+    "billion-laughs": LAUGHS,
+    "alias-in-jobs": "name: x\njobs:\n  - &j {trainer: mnist}\n  - *j\n",
+    "merge-key": "name: x\nbase: &b {trainer: mnist}\njobs:\n  - <<: *b\n",
+    "deep-list": "name: x\njobs: " + "[" * 5000 + "]" * 5000 + "\n",
+    "deep-map": "name: x\njobs:\n" + "".join("  " * i + f"- k{i}:\n" for i in range(200)),
+    "deep-flow-map": "name: x\njobs: " + "{a: " * 3000 + "1" + "}" * 3000 + "\n",
+    "unclosed-bracket": "name: x\njobs: [{trainer: mnist\n",
+    "tab-indent": "name: x\njobs:\n\t- trainer: mnist\n",
+    "empty": "",
+    "only-comment": "# nothing here\n",
+    "top-list": "- name: x\n",
+    "top-scalar": "just text\n",
+    "top-null": "~\n",
+    "nul-byte": "name: x\x00\njobs: [{trainer: mnist}]\n",
+    "escape-byte": "name: x\njobs: [{trainer: \x1b[31mmnist}]\n",
+    "invalid-utf8": b"name: x\njobs: [{trainer: mn\xffist}]\n",
+    "latin1": "name: caf\xe9\njobs: [{trainer: mnist}]\n".encode("latin-1"),
+    "utf16": "name: x\njobs: [{trainer: mnist}]\n".encode("utf-16"),
+    "python-object": "name: x\njobs: !!python/object/apply:os.system ['true']\n",
+    "unknown-tag": "name: x\njobs: !custom [1]\n",
+    "bad-binary": "name: x\njobs: [{trainer: mnist, seed: !!binary '%%%'}]\n",
+    "bad-timestamp": "name: x\njobs: [{trainer: mnist, seed: !!timestamp 'x'}]\n",
+    "complex-key": "name: x\n? [a, b]\n: 1\njobs: [{trainer: mnist}]\n",
+    "int-key": "name: x\n1: one\njobs: [{trainer: mnist}]\n",
+    "null-key": "name: x\n~: one\njobs: [{trainer: mnist}]\n",
+    "dup-top": "name: x\nname: y\njobs: [{trainer: mnist}]\n",
+    "dup-nested": "name: x\njobs:\n  - trainer: mnist\n    epochs: 1\n    epochs: 2\n",
+    "dup-budget": "name: x\nbudget: {max_usd: 1, max_usd: 1000}\njobs: [{trainer: mnist}]\n",
+    "nan-budget": "name: x\nbudget: {max_usd: .nan}\njobs: [{trainer: mnist}]\n",
+    "inf-budget": "name: x\nbudget: {max_usd: .inf}\njobs: [{trainer: mnist}]\n",
+    "inf-hours": "name: x\nbudget: {max_hours: .inf}\njobs: [{trainer: mnist}]\n",
+    "huge-hours": "name: x\nbudget: {max_hours: 100000}\njobs: [{trainer: mnist}]\n",
+    "huge-usd": "name: x\nbudget: {max_usd: 1e12}\njobs: [{trainer: mnist}]\n",
+    "huge-epochs": "name: x\njobs: [{trainer: mnist, epochs: 1000000000000000000000}]\n",
+    "huge-int-literal": "name: x\njobs: [{trainer: mnist, seed: " + "9" * 4000 + "}]\n",
+    "neg-lr": "name: x\njobs: [{trainer: mnist, learning_rate: -0.1}]\n",
+    "nan-lr": "name: x\njobs: [{trainer: mnist, learning_rate: .nan}]\n",
+    "zero-epochs": "name: x\njobs: [{trainer: mnist, epochs: 0}]\n",
+    "string-epochs": "name: x\njobs: [{trainer: mnist, epochs: lots}]\n",
+    "float-epochs": "name: x\njobs: [{trainer: mnist, epochs: 1.5}]\n",
+    "empty-axis": "name: x\njobs: [{trainer: mnist, optimizer: []}]\n",
+    "empty-epochs-axis": "name: x\njobs: [{trainer: mnist, epochs: []}]\n",
+    "huge-matrix": "name: x\njobs: [{trainer: mnist, optimizer: [sgd, adam, momentum, rmsprop],"
+    " epochs: ["
+    + ", ".join(str(i) for i in range(1, 60))
+    + "], batch_size: ["
+    + ", ".join(str(i) for i in range(1, 60))
+    + "]}]\n",
+    "script-huge-matrix": "name: x\nworkdir: .\njobs: [{run: 'echo {a} {b}', params: {a: ["
+    + ", ".join(map(str, range(200)))
+    + "], b: ["
+    + ", ".join(map(str, range(200)))
+    + "]}}]\n",
+    "long-task-id": "name: x\nworkdir: .\njobs: [{run: 'echo {a}', params: {a: ['"
+    + "y" * 300
+    + "', z]}}]\n",
+    "long-name": "name: " + "n" * 300 + "\njobs: [{trainer: mnist}]\n",
+    "bad-name": "name: 'bad name!'\njobs: [{trainer: mnist}]\n",
+    "empty-name": "name: ''\njobs: [{trainer: mnist}]\n",
+    "no-jobs": "name: x\njobs: []\n",
+    "jobs-mapping": "name: x\njobs: {trainer: mnist}\n",
+    "unknown-top": "name: x\nbudgett: {max_usd: 1}\njobs: [{trainer: mnist}]\n",
+    "unknown-trainer": "name: x\njobs: [{trainer: resnet}]\n",
+    "wrong-trainer-key": "name: x\njobs: [{trainer: pca, optimizer: adam}]\n",
+    "both-trainer-run": "name: x\nworkdir: .\njobs: [{trainer: mnist, run: 'echo'}]\n",
+    "neither": "name: x\njobs: [{epochs: 1}]\n",
+    "fmt-positional": "name: x\nworkdir: .\njobs: [{run: 'echo {0}', params: {v: [1]}}]\n",
+    "fmt-empty": "name: x\nworkdir: .\njobs: [{run: 'echo {}', params: {v: [1]}}]\n",
+    "fmt-attr": "name: x\nworkdir: .\njobs: [{run: 'echo {v.real}', params: {v: [1]}}]\n",
+    "fmt-index": "name: x\nworkdir: .\njobs: [{run: 'echo {v[0]}', params: {v: [1]}}]\n",
+    "fmt-spec": "name: x\nworkdir: .\njobs: [{run: 'echo {v:>10}', params: {v: [1]}}]\n",
+    "fmt-conv": "name: x\nworkdir: .\njobs: [{run: 'echo {v!r}', params: {v: [1]}}]\n",
+    "fmt-nested": "name: x\nworkdir: .\njobs: [{run: 'echo {v:{v}}', params: {v: [1]}}]\n",
+    "fmt-unmatched": "name: x\nworkdir: .\njobs: [{run: 'echo {v', params: {v: [1]}}]\n",
+    "fmt-stray-close": "name: x\nworkdir: .\njobs: [{run: 'echo }', params: {v: [1]}}]\n",
+    "fmt-unknown": "name: x\nworkdir: .\njobs: [{run: 'echo {w}', params: {v: [1]}}]\n",
+    "quoted-single": "name: x\nworkdir: .\njobs: [{run: \"echo '{v}'\", params: {v: [1]}}]\n",
+    "quoted-double": "name: x\nworkdir: .\njobs: [{run: 'echo \"{v}\"', params: {v: [1]}}]\n",
+    "quoted-mid": "name: x\nworkdir: .\njobs: [{run: \"sh -c 'run --x={v}'\", params: {v: [1]}}]\n",
+    "nul-param": "name: x\nworkdir: .\njobs: [{run: 'echo {v}', params: {v: [\"a\\0b\"]}}]\n",
+    "empty-param": "name: x\nworkdir: .\njobs: [{run: 'echo {v}', params: {v: []}}]\n",
+    "bad-output-glob": "name: x\nworkdir: .\njobs: [{run: 'echo', outputs: ['../../etc/*']}]\n",
+    "missing-workdir": "name: x\nworkdir: nowhere\njobs: [{run: 'echo'}]\n",
+    "ssh-no-hosts": "name: x\nprovider: ssh\njobs: [{trainer: mnist}]\n",
+    "aws-no-cidr": "name: x\nprovider: aws\nmachines: {cpu: {instance_type: t3.large, ami: x}}\n"
+    "jobs: [{trainer: mnist}]\n",
+    "aws-open-cidr": "name: x\nprovider: aws\nssh_cidr: 0.0.0.0/0\n"
+    "machines: {cpu: {instance_type: t3.large, ami: x}}\njobs: [{trainer: mnist}]\n",
+    "bad-cidr-prefix": "name: x\nssh_cidr: 10.0.0.0/33\njobs: [{trainer: mnist}]\n",
+    "bad-cidr-text": "name: x\nssh_cidr: my-laptop\njobs: [{trainer: mnist}]\n",
+    "bad-cidr-octet": "name: x\nssh_cidr: 300.1.2.3/32\njobs: [{trainer: mnist}]\n",
+    "huge-deadline": "name: x\nconnect_deadline_s: 1e9\njobs: [{trainer: mnist}]\n",
+    "huge-timeout": "name: x\njobs: [{trainer: mnist, timeout_minutes: 1e9}]\n",
+    "bad-provider": "name: x\nprovider: gcp\njobs: [{trainer: mnist}]\n",
+}
+
+
+def _ssh_with(**host: Any) -> str:
+    data = {**SSH_BASE, "hosts": [{**SSH_BASE["hosts"][0], **host}]}
+    return dump({k: v for k, v in data.items()})
+
+
+def _ssh_without(key: str) -> str:
+    h = {k: v for k, v in SSH_BASE["hosts"][0].items() if k != key}
+    return dump({**SSH_BASE, "hosts": [h]})
+
+
+HAND.update(
+    {
+        "ssh-empty-host": _ssh_with(host=""),
+        "ssh-blank-user": _ssh_with(user="  "),
+        "ssh-empty-key": _ssh_with(key=""),
+        "ssh-no-host": _ssh_without("host"),
+        "ssh-port-0": _ssh_with(port=0),
+        "ssh-port-big": _ssh_with(port=70000),
+        "ssh-port-text": _ssh_with(port="ssh"),
+        "ssh-slots-0": _ssh_with(slots=0),
+        "ssh-gpus-neg": _ssh_with(gpus=-1),
+        "ssh-hosts-scalar": dump({**SSH_BASE, "hosts": "127.0.0.1"}),
+    }
+)
+
+
+@pytest.mark.parametrize("name", sorted(HAND))
+def test_hand_picked(name: str, tmp_path: Path) -> None:
+    content = HAND[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    refused(path)
+
+
+def test_a_ten_megabyte_file(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("name: x\njobs: [{trainer: mnist}]\n" + "# padding\n" * (1 << 20))
+    assert "limit is" in str(refused(path))
+
+
+def test_a_long_single_line(tmp_path: Path) -> None:
+    path = tmp_path / "line.yaml"
+    path.write_text("name: " + "x" * 250_000 + "\njobs: [{trainer: mnist}]\n")
+    refused(path)
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path: Path) -> None:
+    path = tmp_path / "fifo.yaml"
+    os.mkfifo(path)
+    assert "not a regular file" in str(refused(path))
+
+
+@pytest.mark.parametrize("target", ["/dev/zero", "/dev/urandom", "/dev/null", "/"])
+def test_devices_and_directories(target: str, tmp_path: Path) -> None:
+    path = tmp_path / "link.yaml"
+    path.symlink_to(target)
+    refused(path)
+
+
+def test_a_missing_file(tmp_path: Path) -> None:
+    refused(tmp_path / "nope.yaml")
+
+
+def test_an_unreadable_file(tmp_path: Path) -> None:
+    if os.geteuid() == 0:
+        pytest.skip("root reads everything")
+    path = tmp_path / "secret.yaml"
+    path.write_text(dump(BASE))
+    path.chmod(0)
+    refused(path)
+
+
+def test_the_bases_are_valid(tmp_path: Path) -> None:
+    for i, base in enumerate((BASE, SSH_BASE, SCRIPT_BASE)):
+        path = tmp_path / f"base{i}.yaml"
+        path.write_text(dump(base))
+        load_experiment(path)
+
+
+# ------------------------------------------------------------------ generated
+
+# Paths into BASE with values that are wrong for them, whatever else is in the file.
+_INT_BAD = st.sampled_from([0, -1, -(10**6), 1.5, "two", [], {}, [[1]], 10**20, float("inf")])
+_FLOAT_BAD = st.sampled_from([0, -1.0, float("nan"), float("inf"), "x", [], {}, 1e300])
+_WORD_BAD = st.text(min_size=1, max_size=20).filter(
+    lambda s: s.strip() not in ("sgd", "adam", "tensorflow", "theano", "mnist", "pca", "cpu")
+)
+_TARGETS: list[tuple[tuple[Any, ...], st.SearchStrategy[Any]]] = [
+    (("jobs", 0, "epochs"), _INT_BAD),
+    (("jobs", 0, "batch_size"), _INT_BAD),
+    (("jobs", 1, "components"), _INT_BAD),
+    (("jobs", 0, "hidden"), st.sampled_from([[0], [-3], ["a"], [[1.5]], 10**20, []])),
+    (("jobs", 0, "learning_rate"), _FLOAT_BAD),
+    (("budget", "max_usd"), _FLOAT_BAD),
+    (("budget", "max_hours"), _FLOAT_BAD | st.floats(min_value=745, max_value=1e14)),
+    (("jobs", 0, "optimizer"), _WORD_BAD | st.lists(_WORD_BAD, min_size=1, max_size=3)),
+    (("jobs", 1, "framework"), _WORD_BAD),
+    (("jobs", 0, "device"), _WORD_BAD),
+    (("jobs", 0, "trainer"), _WORD_BAD),
+    (("name",), st.sampled_from(["", " ", "a b", "-x", "x/y", "é", "n" * 101])),
+    (("jobs",), st.sampled_from([[], {}, "mnist", 1, None])),
+    (("budget",), st.sampled_from([[], "cheap", 5])),
+]
+
+
+def _set(data: Any, path: tuple[Any, ...], value: Any) -> Any:
+    import copy
+
+    out = copy.deepcopy(data)
+    here = out
+    for part in path[:-1]:
+        here = here[part]
+    here[path[-1]] = value
+    return out
+
+
+@st.composite
+def wrong_value(draw: st.DrawFn) -> str:
+    path, values = draw(st.sampled_from(_TARGETS))
+    return dump(_set(BASE, path, draw(values)))
+
+
+@st.composite
+def unknown_key(draw: st.DrawFn) -> str:
+    key = draw(st.from_regex(r"[a-z][a-z_]{0,12}", fullmatch=True))
+    where = draw(st.sampled_from([(), ("budget",), ("jobs", 0), ("jobs", 1)]))
+    known = {"name", "provider", "budget", "jobs", "max_usd", "max_hours", "trainer", "epochs"}
+    if key in known or key in _all_fields():
+        key = key + "_zz"
+    return dump(_set(BASE, (*where, key), draw(st.integers(0, 9) | st.text(max_size=5))))
+
+
+def _all_fields() -> set[str]:
+    from orchestrator.spec import Budget, Experiment, Job
+
+    return set(Experiment.model_fields) | set(Job.model_fields) | set(Budget.model_fields)
+
+
+@st.composite
+def bad_host(draw: st.DrawFn) -> str:
+    field = draw(st.sampled_from(["host", "user", "key"]))
+    blank = draw(st.sampled_from(["", " ", "\t"]))
+    host = {**SSH_BASE["hosts"][0], field: blank}
+    return dump({**SSH_BASE, "hosts": [host]})
+
+
+@st.composite
+def broken_text(draw: st.DrawFn) -> bytes:
+    base = dump(draw(st.sampled_from([BASE, SSH_BASE]))).encode()
+    kind = draw(st.sampled_from(["byte", "dup", "alias", "deep", "nul", "unclosed"]))
+    at = draw(st.integers(0, len(base)))
+    if kind == "byte":  # a byte that is never UTF-8
+        return (
+            base[:at] + draw(st.sampled_from([b"\xff", b"\xfe", b"\xc0\x80", b"\x80"])) + base[at:]
+        )
+    if kind == "dup":
+        return base + b"name: again\n"
+    if kind == "alias":
+        return base + b"extra: &e [1]\nmore: *e\n"
+    if kind == "deep":
+        n = draw(st.integers(33, 3000))
+        return base + b"extra: " + b"[" * n + b"]" * n + b"\n"
+    if kind == "nul":
+        return base[:at] + b"\x00" + base[at:]
+    return base + b"extra: [1, {a: 2\n"
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    derandomize=True,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(content=st.one_of(wrong_value(), unknown_key(), bad_host(), broken_text()))
+def test_generated(content: str | bytes, tmp_path: Path) -> None:
+    path = tmp_path / "generated.yaml"
+    path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    refused(path)
+
+
+# ------------------------------------------------------------------ through the CLI
+
+SAMPLE = [
+    "billion-laughs",
+    "deep-list",
+    "invalid-utf8",
+    "nul-byte",
+    "dup-nested",
+    "nan-budget",
+    "huge-hours",
+    "huge-matrix",
+    "fmt-attr",
+    "quoted-single",
+    "nul-param",
+    "ssh-empty-host",
+    "bad-cidr-text",
+    "complex-key",
+    "python-object",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", [*SAMPLE, "fifo", "ten-megabytes"])
+@pytest.mark.parametrize("verb", ["plan", "run"])
+def test_cli_sample(name: str, verb: str, tmp_path: Path) -> None:
+    """The real command line: exit 2, file:line:col on stderr, no traceback, fast and small."""
+    import resource
+    import subprocess
+    import sys
+
+    path = tmp_path / f"{name}.yaml"
+    if name == "fifo":
+        os.mkfifo(path)
+    elif name == "ten-megabytes":
+        path.write_text("name: x\n" + "#\n" * (5 << 20))
+    else:
+        content = HAND[name]
+        path.write_bytes(content if isinstance(content, bytes) else content.encode())
+    args = [verb, str(path), "--state-dir", str(tmp_path / "state")]
+    if verb == "run":
+        args += ["--runs-dir", str(tmp_path / "runs")]
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "orchestrator", *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        cwd=tmp_path,
+    )
+    took = time.perf_counter() - t0
+    assert proc.returncode == 2, proc.stderr
+    assert re.search(rf"{re.escape(str(path))}:\d+:\d+: ", proc.stderr), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert took < LIMIT_S + 1.0  # the interpreter's own start is not the file's fault
+    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 < LIMIT_BYTES
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
