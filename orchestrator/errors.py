@@ -19,7 +19,8 @@
     ├── RunCapped            exit 3       the cost guard stopped the run at the cap
     ├── RunInterrupted       exit 130     Ctrl-C/SIGTERM, after cleanup; `--resume RUN` hint
     ├── UnknownRun           exit 2       a run id the journal does not know
-    └── RunBusy              exit 2       the run's orchestrator is alive (pid, host): no resume
+    ├── RunBusy              exit 2       the run's orchestrator is alive (pid, host): no resume
+    └── UsageError           exit 2       a command-line value missing or unknown; names the flag
 
 The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``; anything
 else is a bug (traceback, exit 70).
@@ -63,6 +64,7 @@ __all__ = [
     "TaskFailed",
     "TransportError",
     "UnknownRun",
+    "UsageError",
 ]
 
 
@@ -78,7 +80,8 @@ class SpecIssue:
     hint: str | None = None
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}:{self.column}"
+        # Line 0 means "the file as a whole" (it cannot be read): no made-up ":0:0".
+        where = f"{self.file}:{self.line}:{self.column}" if self.line else self.file
         field = f"{self.path}: " if self.path else ""
         hint = f"; {self.hint}" if self.hint else ""
         return f"{where}: {field}{self.message}{hint}"
@@ -146,5 +149,12 @@ class RunBusy(OrchestrateError):
 
     ``--resume`` of such a run would start every task a second time in the same directories.
     """
+
+    exit_code = 2
+
+
+class UsageError(OrchestrateError):
+    """A command-line value is missing or names nothing known (``--region``, a task id);
+    nothing was done."""
 
     exit_code = 2

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("plan", parents=[common], help="what would run, where, for how much")
-    p.add_argument("file")
+    p.add_argument("file", help="the experiment file (YAML)")
     p.add_argument("--local", action="store_true", help="plan for this machine instead")
     p.add_argument(
         "--check-aws",
@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_plan)
 
     p = sub.add_parser("run", parents=[common], help="run an experiment")
-    p.add_argument("file")
+    p.add_argument("file", help="the experiment file (YAML)")
     p.add_argument(
         "--local", action="store_true", help="run on this machine, whatever the file says"
     )
@@ -66,18 +66,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", parents=[common], help="runs in the journal, or one run")
-    p.add_argument("run", nargs="?")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("run", nargs="?", help="a run id: its task table (default: list the runs)")
+    p.add_argument("--limit", type=int, default=20, help="how many recent runs to list (20)")
     p.set_defaults(func=cmd_status)
 
     p = sub.add_parser("logs", parents=[common], help="a run's task logs")
-    p.add_argument("run")
-    p.add_argument("task", nargs="?")
+    p.add_argument("run", help="a run id (see `orchestrate status`)")
+    p.add_argument("task", nargs="?", help="one task id (default: every task, prefixed)")
     p.add_argument("-f", "--follow", action="store_true", help="keep printing while it runs")
     p.set_defaults(func=cmd_logs)
 
     p = sub.add_parser("down", parents=[common], help="stop a run and release its machines")
-    p.add_argument("run")
+    p.add_argument("run", help="a run id (see `orchestrate status`)")
     p.add_argument(
         "--wait",
         type=float,

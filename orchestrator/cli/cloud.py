@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from infra.provider import Provider
 from orchestrator.cost import load_catalog
-from orchestrator.errors import SpecError, SpecIssue
+from orchestrator.errors import SpecError, SpecIssue, UsageError
 from orchestrator.providers import build_provider
 from orchestrator.resources import resolve_machines
 from orchestrator.specfile import load_experiment
@@ -117,8 +118,17 @@ def cmd_check_aws(args: argparse.Namespace) -> int:
     return 0 if ok else 2
 
 
+def _region_or_usage(args: argparse.Namespace) -> str:
+    """``--region``, else the environment's AWS region; else a usage error naming --region
+    (boto3 would fail later with NoRegionError, read as an unreachable cloud, exit 4)."""
+    region = args.region or os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    if not region:
+        raise UsageError("no AWS region: pass --region REGION (or set AWS_REGION)")
+    return str(region)
+
+
 def cmd_ami_list(args: argparse.Namespace) -> int:
-    provider = _aws(args, args.region)
+    provider = _aws(args, _region_or_usage(args))
     images = provider.list_images()
     if args.json:
         print(json.dumps([i.__dict__ for i in images], indent=2))
@@ -156,7 +166,7 @@ def add_cloud_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     aws.add_argument("--region", action="append", help="region (repeatable for gc)")
 
     p = sub.add_parser("gc", parents=[common, aws], help="remove orphaned or expired resources")
-    p.add_argument("--all-regions", action="store_true")
+    p.add_argument("--all-regions", action="store_true", help="sweep every enabled region")
     p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     p.add_argument("--images", action="store_true", help="also baked AMIs and their snapshots")
     p.set_defaults(func=cmd_gc)
@@ -164,14 +174,18 @@ def add_cloud_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     ami = sub.add_parser("ami", parents=[common], help="baked machine images")
     asub = ami.add_subparsers(dest="ami_command", required=True)
     b = asub.add_parser("bake", parents=[common], help="bake SPEC into a private AMI")
-    b.add_argument("spec")
-    b.add_argument("--region")
-    b.add_argument("--profile")
+    b.add_argument("spec", help="an AMI spec name (ami/specs/*.yaml)")
+    b.add_argument("--region", help="where to bake (default: the boto3 chain's region)")
+    b.add_argument("--profile", help="AWS profile (default: the standard boto3 chain)")
     b.add_argument("--ssh-cidr", required=True, help="your address as a /32, for the bake machine")
-    b.add_argument("--instance-type", default="c6i.xlarge")
-    b.add_argument("--max-hours", type=float, default=1.0)
+    b.add_argument(
+        "--instance-type", default="c6i.xlarge", help="the bake machine (default c6i.xlarge)"
+    )
+    b.add_argument(
+        "--max-hours", type=float, default=1.0, help="the bake machine's own deadline (default 1)"
+    )
     b.set_defaults(func=cmd_ami_bake)
     ls = asub.add_parser("list", parents=[common], help="baked AMIs in a region")
-    ls.add_argument("--region")
-    ls.add_argument("--profile")
+    ls.add_argument("--region", help="the region to list (default: $AWS_REGION)")
+    ls.add_argument("--profile", help="AWS profile (default: the standard boto3 chain)")
     ls.set_defaults(func=cmd_ami_list)

@@ -65,7 +65,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 def add_init_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("init", parents=[common], help="write a starter experiment.yaml here")
-    p.add_argument("--file", default="experiment.yaml")
-    p.add_argument("--directory", default=".")
-    p.add_argument("--force", action="store_true")
+    p.add_argument("--file", default="experiment.yaml", help="name of the file to write")
+    p.add_argument("--directory", default=".", help="the project folder (default: here)")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
     p.set_defaults(func=cmd_init)

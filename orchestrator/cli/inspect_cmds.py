@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import sys
 import time
 from pathlib import Path
 
 from orchestrator.cli.run import console
-from orchestrator.errors import UnknownRun
+from orchestrator.errors import UnknownRun, UsageError
 from orchestrator.lease import RunLease, stop_live_run
 from orchestrator.paths import RunPaths
 from orchestrator.state import Journal
@@ -59,7 +60,14 @@ def cmd_logs(args: argparse.Namespace) -> int:
     if row is None:
         raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
     paths = RunPaths(Path(row.runs_dir) / args.run)
-    task_ids = [args.task] if args.task else [t.task_id for t in journal.tasks(args.run)]
+    known = [t.task_id for t in journal.tasks(args.run)]
+    if args.task and args.task not in known:
+        close = difflib.get_close_matches(args.task, known, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(
+            f"run {args.run} has no task {args.task!r}{hint} (see `status {args.run}`)"
+        )
+    task_ids = [args.task] if args.task else known
     offsets = dict.fromkeys(task_ids, 0)
     while True:
         for tid in task_ids:

@@ -23,27 +23,27 @@ from orchestrator.state import Journal
 def add_money_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("prices", parents=[common], help="the price catalog in use")
     p.add_argument("--refresh", action="store_true", help="update it from the AWS Pricing API")
-    p.add_argument("--region", default="us-east-1")
+    p.add_argument("--region", default="us-east-1", help="region to --refresh (us-east-1)")
     p.set_defaults(func=cmd_prices)
 
     p = sub.add_parser("cost", parents=[common], help="spend per run: forecast vs actual")
-    p.add_argument("run", nargs="?")
+    p.add_argument("run", nargs="?", help="one run id (default: every run)")
     p.add_argument("--since", type=_date, help="only runs started on or after YYYY-MM-DD")
     p.set_defaults(func=cmd_cost)
 
     p = sub.add_parser("schedule", parents=[common], help="recurring runs with a budget")
     ssub = p.add_subparsers(dest="schedule_command", required=True)
     a = ssub.add_parser("add", parents=[common], help="run FILE on a cron schedule")
-    a.add_argument("file")
+    a.add_argument("file", help="the experiment file (YAML)")
     a.add_argument("--cron", required=True, help="five-field cron expression, UTC")
     a.add_argument("--budget-month", type=float, help="USD a calendar month may spend")
     a.add_argument("--name", help="schedule name (default: the experiment's name)")
-    a.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    a.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where results land (runs/)")
     a.set_defaults(func=cmd_schedule_add)
     ls = ssub.add_parser("list", parents=[common], help="schedules and their next firing")
     ls.set_defaults(func=cmd_schedule_list)
     rm = ssub.add_parser("remove", parents=[common], help="delete a schedule")
-    rm.add_argument("name")
+    rm.add_argument("name", help="the schedule's name (see `schedule list`)")
     rm.set_defaults(func=cmd_schedule_remove)
     t = ssub.add_parser("tick", parents=[common], help="fire what is due now (for system cron)")
     t.add_argument("--now", type=_datetime, help=argparse.SUPPRESS)
@@ -62,6 +62,11 @@ def _date(text: str) -> datetime:
 def _datetime(text: str) -> datetime:
     value = datetime.fromisoformat(text)
     return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _price(value: float | None) -> str:
+    """A catalog price, or ``-`` where the region does not list the type (never ``nan``)."""
+    return "-" if value is None or value != value else f"{value:.4f}"
 
 
 def cmd_prices(args: argparse.Namespace) -> int:
@@ -84,9 +89,7 @@ def cmd_prices(args: argparse.Namespace) -> int:
         table.add_column(region, justify="right")
     types = sorted({t for r in regions for t in catalog.on_demand[r]})
     for itype in types:
-        table.add_row(
-            itype, *(f"{catalog.on_demand[r].get(itype, float('nan')):.4f}" for r in regions)
-        )
+        table.add_row(itype, *(_price(catalog.on_demand[r].get(itype)) for r in regions))
     out = console()
     out.print(table)
     warning = catalog.staleness_warning(datetime.now(UTC).date())
