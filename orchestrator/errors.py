@@ -64,6 +64,7 @@ __all__ = [
     "TaskFailed",
     "TransportError",
     "UnknownRun",
+    "UnusableDir",
     "UsageError",
 ]
 
@@ -156,5 +157,12 @@ class RunBusy(OrchestrateError):
 class UsageError(OrchestrateError):
     """A command-line value is missing or names nothing known (``--region``, a task id);
     nothing was done."""
+
+    exit_code = 2
+
+
+class UnusableDir(OrchestrateError):
+    """The state or runs directory cannot be created or written (a file in the way, no
+    permission, a name too long); nothing was launched."""
 
     exit_code = 2

@@ -9,6 +9,37 @@ from pathlib import Path
 STATE_ENV = "ORCHESTRATE_STATE_DIR"
 
 
+def usable_dir(path: Path, what: str, *, private: bool = False) -> Path:
+    """``path`` as a directory we can write, made (with parents) if missing.
+
+    Why: a runs dir that is a file, a read-only state dir or an over-long name should be one
+    clear line before anything starts, not a traceback half way. ``private`` makes a new
+    directory 0700 (the journal's).
+
+    Raises:
+        UnusableDir: naming the directory, what it is for and what is wrong.
+    """
+    from orchestrator.errors import UnusableDir
+
+    def bad(why: str) -> UnusableDir:
+        return UnusableDir(f"cannot use {path} as the {what}: {why}")
+
+    try:
+        existed = path.is_dir()
+        path.mkdir(parents=True, exist_ok=True, mode=0o700 if private else 0o777)
+    except FileExistsError as exc:
+        raise bad("a file is in the way") from exc
+    except NotADirectoryError as exc:
+        raise bad("a part of the path is a file") from exc
+    except OSError as exc:
+        raise bad(exc.strerror or str(exc)) from exc
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise bad("it is not writable")
+    if private and not existed:
+        path.chmod(0o700)  # mkdir's mode is masked by the umask; make sure
+    return path
+
+
 def default_state_dir() -> Path:
     """``$ORCHESTRATE_STATE_DIR``, else ``$XDG_STATE_HOME/orchestrate``, else ~/.local/state."""
     if os.environ.get(STATE_ENV):

@@ -8,6 +8,7 @@ WAL mode lets ``status``/``logs -f`` read while a run writes.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import threading
 import time
@@ -16,6 +17,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from orchestrator.errors import UnusableDir
+from orchestrator.paths import usable_dir
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -117,16 +121,23 @@ class Journal:
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
         self._now = clock  # injected so spend and deadlines can be tested without waiting
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # The journal names hosts, keys and commands: 0600 in a 0700 directory. SQLite gives
+        # the -wal and -shm files the database file's permissions.
+        usable_dir(self.path.parent, "state directory", private=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # In WAL mode NORMAL never corrupts the file; a power cut may drop the last commits.
-        # FULL would fsync every state change (~3 per task).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        self._migrate()
+        try:
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)  # journals made by older versions, too
+            self._db = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            # In WAL mode NORMAL never corrupts the file; a power cut may drop the last commits.
+            # FULL would fsync every state change (~3 per task).
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.executescript(_SCHEMA)
+            self._migrate()
+        except (OSError, sqlite3.Error) as exc:
+            raise UnusableDir(f"cannot use the journal {self.path}: {exc}") from exc
 
     def _migrate(self) -> None:
         with self._lock, self._db:

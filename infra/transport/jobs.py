@@ -50,8 +50,9 @@ def wrapper_script(
     cd_part = ""
     if cwd:
         # A missing directory must still leave an exit code and a reason, not a vanished job.
+        note = shlex.quote(f"[orchestrate] no such directory: {cwd}")  # cwd may hold a '
         cd_part = (
-            f"cd {shlex.quote(cwd)} || {{ echo '[orchestrate] no such directory: {cwd}' "
+            f"cd {shlex.quote(cwd)} || {{ echo {note} "
             f'>> {shlex.quote(log)}; echo 97 > "$job/exit_code"; kill $beat; exit 97; }}'
         )
     return _WRAPPER.format(

@@ -22,7 +22,7 @@ from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import RunInterrupted, UnknownRun
 from orchestrator.events import Reporter, TeeReporter
 from orchestrator.lease import RunLease
-from orchestrator.paths import RunPaths
+from orchestrator.paths import RunPaths, usable_dir
 from orchestrator.plan import Plan, make_plan
 from orchestrator.providers import OfflinePlanning, build_provider
 from orchestrator.resources import TypeChoice, resolve_machines
@@ -143,7 +143,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
         else:
             render_plan(plan, out)
         return None
-    paths = RunPaths(Path(args.runs_dir) / run_id)
+    paths = RunPaths(usable_dir(Path(args.runs_dir) / run_id, "runs directory"))
     lease = RunLease.take(journal, run_id)  # RunBusy while another orchestrator runs it
     file_reporter = FileReporter(paths.run_log)
     screen: Reporter = JsonReporter() if args.json else RichReporter(out)

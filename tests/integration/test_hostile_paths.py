@@ -1,0 +1,98 @@
+"""Awkward places to run from: clean errors for unusable directories, a private journal, and
+quotes in paths that the job wrapper must survive (issue #14)."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from infra.transport.local import LocalTransport
+from tests.cli import last_json, orchestrate
+from tests.fakes import FAKE_TRAINERS
+
+EXP = "name: paths\njobs:\n  - trainer: mnist\n    epochs: 1\n"
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "exp.yaml").write_text(EXP)
+    return dict(
+        os.environ,
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+        ORCHESTRATE_LOCAL_GPUS="0",
+        FAKE_EPOCH_S="0",
+    )
+
+
+def clean_exit_2(proc: object, *words: str) -> None:
+    assert proc.returncode == 2, proc.stderr
+    err = str(proc.stderr)
+    assert "Traceback" not in err and all(w in err for w in words), err
+
+
+def test_a_runs_dir_that_is_a_file(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "runs").write_text("not a dir")
+    proc = orchestrate(["run", "exp.yaml", "--runs-dir", "runs"], env, tmp_path)
+    clean_exit_2(proc, "runs directory", "a part of the path is a file")
+
+
+def test_a_state_dir_that_is_a_file(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "state").write_text("not a dir")
+    for verb in ("plan", "run", "status"):
+        args = [verb] if verb == "status" else [verb, "exp.yaml"]
+        clean_exit_2(orchestrate(args, env, tmp_path), "state directory", "a file is in the way")
+
+
+def test_an_over_long_runs_dir(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = orchestrate(["run", "exp.yaml", "--runs-dir", "r" * 300], env, tmp_path)
+    clean_exit_2(proc, "runs directory", "too long")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
+def test_a_read_only_state_dir(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "state").mkdir(mode=0o500)
+    clean_exit_2(orchestrate(["plan", "exp.yaml"], env, tmp_path), "state directory")
+
+
+def test_the_journal_is_private(tmp_path: Path, env: dict[str, str]) -> None:
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    state = tmp_path / "state"
+    assert stat.S_IMODE(state.stat().st_mode) == 0o700
+    files = [p for p in state.iterdir() if p.name.startswith("journal.sqlite")]
+    assert files
+    for f in files:
+        assert stat.S_IMODE(f.stat().st_mode) == 0o600, f
+
+
+def test_quotes_and_dollars_in_every_path(tmp_path: Path, env: dict[str, str]) -> None:
+    odd = tmp_path / 'it\'s "odd" $HOME `x`'
+    (odd / "work").mkdir(parents=True)
+    (odd / "work" / "t.py").write_text("import os; print('out', os.environ['ORCHESTRATE_OUT'])\n")
+    (odd / "exp.yaml").write_text(
+        "name: odd\nworkdir: work\njobs:\n  - run: python t.py --v {v}\n"
+        "    params: {v: [\"it's\", '$(touch pwned)']}\n  - trainer: mnist\n    epochs: 1\n"
+    )
+    env["ORCHESTRATE_STATE_DIR"] = str(odd / "state")
+    proc = orchestrate(["run", "exp.yaml", "--json", "--runs-dir", str(odd / "runs")], env, odd)
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc)["counts"] == {"done": 3}
+    assert not list(odd.rglob("pwned"))
+
+
+def test_the_wrapper_reports_a_missing_directory_with_a_quote(tmp_path: Path) -> None:
+    t = LocalTransport()
+    log = tmp_path / "it's.log"
+    job = t.start(["true"], env={}, log=str(log), cwd=str(tmp_path / "gone'dir"))
+    for _ in range(200):
+        status = t.poll(job)
+        if status.finished:
+            break
+        time.sleep(0.02)
+    assert status.exit_code == 97
+    assert "no such directory" in log.read_text() and "gone'dir" in log.read_text()
