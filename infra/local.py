@@ -29,6 +29,38 @@ def detect_gpus() -> tuple[int, str]:
     return count, f"{count} GPU(s) found by nvidia-smi"
 
 
+SLOTS_ENV = "ORCHESTRATE_LOCAL_SLOTS"  # tasks at once on this machine (default: the cores')
+MAX_LOCAL_SLOTS = 8  # past this, more cores go to each task's threads, not more tasks
+THREAD_VARS = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMBA_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+    "TF_NUM_INTEROP_THREADS",
+)
+
+
+THREADS_TAG = "orchestrate:threads"  # on the local Machine: each task's thread share
+
+
+def local_layout(cpus: int | None = None, *, slots: int | None = None) -> tuple[int, int]:
+    """``(slots, threads per task)`` for this machine: as many tasks at once as cores allow
+    (up to ``MAX_LOCAL_SLOTS``), each pinned to its share of the cores so that two tasks never
+    fight over them. ``slots`` (the caller's), else ``$ORCHESTRATE_LOCAL_SLOTS``, sets the
+    slots; the threads follow."""
+    cores = max(1, cpus or os.cpu_count() or 1)
+    env = os.environ.get(SLOTS_ENV, "")
+    if slots is None:
+        slots = int(env) if env.isdigit() and int(env) > 0 else min(cores, MAX_LOCAL_SLOTS)
+    return slots, max(1, cores // slots)
+
+
+def thread_env(threads: int) -> dict[str, str]:
+    """The variables that pin BLAS/OpenMP/Numba/TensorFlow thread pools to ``threads``."""
+    return dict.fromkeys(THREAD_VARS, str(threads))
+
+
 class LocalProvider:
     """Acquiring is free and instant; releasing stops nothing (the engine stops its own jobs).
 
@@ -37,7 +69,9 @@ class LocalProvider:
 
     name = "local"
 
-    def __init__(self, *, workspace_root: str, gpus: int | None = None) -> None:
+    def __init__(
+        self, *, workspace_root: str, gpus: int | None = None, slots: int | None = None
+    ) -> None:
         self.workspace_root = workspace_root
         if gpus is None:
             self.gpus, self.gpu_reason = detect_gpus()
@@ -46,6 +80,7 @@ class LocalProvider:
             if gpus == 0:
                 self.gpu_reason = "no GPU on this machine (configured)"
         self._held: dict[str, Machine] = {}
+        self.slots, self.threads = local_layout(slots=slots)
 
     def prepare(self, req: MachineRequest) -> LaunchRequest:
         return LaunchRequest(
@@ -53,7 +88,8 @@ class LocalProvider:
             request=req,
             calls=(),
             hourly_usd=0.0,
-            summary=f"this machine ({os.cpu_count()} CPUs, {self.gpus} GPUs)",
+            summary=f"this machine ({os.cpu_count()} CPUs, {self.gpus} GPUs; "
+            f"{self.slots} tasks at once, {self.threads} thread(s) each)",
         )
 
     def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
@@ -69,7 +105,7 @@ class LocalProvider:
             cpus=os.cpu_count() or 1,
             hourly_usd=0.0,
             started_at=datetime.now(UTC),
-            tags=dict(launch.request.tags),
+            tags={**launch.request.tags, THREADS_TAG: str(self.threads)},
             python=sys.executable,
             workspace_root=self.workspace_root,
         )

@@ -55,6 +55,8 @@ def build_provider(
 
         gpus_env = os.environ.get(LOCAL_GPUS_ENV)
         lp = LocalProvider(
+            # Own commands share one workdir, where outputs are told apart by time: one at once.
+            slots=1 if any(job.run for job in exp.jobs) else None,
             workspace_root=str((state_dir / "workspaces").resolve()),
             gpus=int(gpus_env) if gpus_env else None,
         )
@@ -66,7 +68,7 @@ def build_provider(
             tags=run_tags(run_id, "local", deadline),
         )
         return ProviderSetup(
-            lp, [MachineOffer(req, slots=1, gpus=lp.gpus, gpu_reason=lp.gpu_reason)]
+            lp, [MachineOffer(req, slots=lp.slots, gpus=lp.gpus, gpu_reason=lp.gpu_reason)]
         )
     if exp.provider == "ssh":
         return _ssh(exp, run_id=run_id, deadline=deadline)

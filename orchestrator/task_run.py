@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TextIO
 
 from infra.errors import OrchestrateError
+from infra.local import THREADS_TAG, thread_env
 from infra.provider import Machine
 from infra.transport.base import Job, Transport
 from orchestrator.events import Reporter, TaskOutput
@@ -74,6 +75,9 @@ def task_command(
     if not task.is_script:
         # TensorFlow's C++ notices (oneDNN, cuda probing) would become the task's status line.
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
+    if machine.provider == "local" and (threads := machine.tags.get(THREADS_TAG)):
+        # Tasks share this machine's cores in slots; each keeps to its share (infra.local).
+        env.update(thread_env(int(threads)))
     for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
         # This machine's data cache settings mean nothing on another machine.
         if key in os.environ and machine.provider == "local":

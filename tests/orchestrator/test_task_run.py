@@ -101,3 +101,19 @@ def test_open_log_replaces_a_planted_symlink(tmp_path: Path) -> None:
         fh.write("two\n")
     assert victim.read_text() == "precious"
     assert not log.is_symlink() and log.read_text() == "line\ntwo\n"
+
+
+def test_local_tasks_are_pinned_to_their_thread_share() -> None:
+    from dataclasses import replace
+
+    local = replace(MACHINE, provider="local", tags={"orchestrate:threads": "3"})
+    cmd = task_command(
+        _tasks()["mnist-tensorflow-adam-cpu"], local, WS, run_id="r", data_dir=None, gpu=None,
+        measured=False,
+    )  # fmt: skip
+    assert cmd.env["OMP_NUM_THREADS"] == "3" and cmd.env["TF_NUM_INTRAOP_THREADS"] == "3"
+    remote = task_command(
+        _tasks()["mnist-tensorflow-adam-cpu"], MACHINE, WS, run_id="r", data_dir=None, gpu=None,
+        measured=False,
+    )  # fmt: skip
+    assert "OMP_NUM_THREADS" not in remote.env
