@@ -409,6 +409,7 @@ def test_cli_sample(name: str, verb: str, tmp_path: Path) -> None:
     args = [verb, str(path), "--state-dir", str(tmp_path / "state")]
     if verb == "run":
         args += ["--runs-dir", str(tmp_path / "runs")]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "orchestrator", *args],
@@ -418,9 +419,13 @@ def test_cli_sample(name: str, verb: str, tmp_path: Path) -> None:
         cwd=tmp_path,
     )
     took = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     assert proc.returncode == 2, proc.stderr
     assert re.search(rf"{re.escape(str(path))}:\d+:\d+: ", proc.stderr), proc.stderr
     assert "Traceback" not in proc.stderr
-    assert took < LIMIT_S + 1.0  # the interpreter's own start is not the file's fault
-    assert resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024 < LIMIT_BYTES
+    # CPU time, not wall time: the machine is shared, and a hang shows in the wall clock.
+    assert cpu < LIMIT_S, f"{cpu:.2f}s of CPU"
+    assert took < 15, f"{took:.1f}s: a hang?"
+    assert after.ru_maxrss * 1024 < LIMIT_BYTES
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
