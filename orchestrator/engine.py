@@ -369,7 +369,7 @@ class Engine:
             task.id,
             self.reporter,
             should_stop=lambda: self.stopping,
-            timeout_s=self.config.task_timeout_s,
+            timeout_s=task.timeout_s or self.config.task_timeout_s,
             grace_s=self.config.stop_grace_s,
             poll_max_s=self.config.poll_max_s,
         )
@@ -380,14 +380,15 @@ class Engine:
         transport.get_tree(out, local_dir)
         if stopped:
             status, detail = "stopped", self.stop_reason or "stopped"
-        elif timed_out:
-            status, detail = "failed", f"timed out after {self.config.task_timeout_s:.0f}s"
+        elif timed_out:  # partial results were fetched above; the run goes on
+            limit = task.timeout_s or self.config.task_timeout_s or 0.0
+            status, detail = "timeout", f"stopped at its timeout of {limit:g}s"
         elif exit_code == 0:
             status, detail = "done", None
         else:
             status = "failed"
             detail = f"exit {exit_code}: {last_line(paths.task_log(task.id))}"
-        if status == "failed":
+        if status in ("failed", "timeout"):
             self._failed = True
         self.journal.task_ended(
             run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail

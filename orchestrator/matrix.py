@@ -43,6 +43,7 @@ class Task:
     command: str | None = None  # ``run:`` jobs: the shell command, params substituted
     setup: str | None = None
     outputs: tuple[str, ...] = ()
+    timeout_s: float | None = None  # the job's timeout_minutes: the task then ends `timeout`
 
     @property
     def is_script(self) -> bool:
@@ -99,6 +100,7 @@ def expand_script_job(job: Job, index: int) -> list[Task]:
                     command=job.run.format(**quoted),
                     setup=job.setup,
                     outputs=tuple(job.outputs),
+                    timeout_s=_timeout_s(job),
                 )
             )
     return tasks
@@ -140,9 +142,14 @@ def expand_job(job: Job, index: int) -> list[Task]:
                 framework=values["framework"],
                 device=values["device"],
                 params=params,
+                timeout_s=_timeout_s(job),
             )
         )
     return tasks
+
+
+def _timeout_s(job: Job) -> float | None:
+    return None if job.timeout_minutes is None else job.timeout_minutes * 60.0
 
 
 def expand(exp: Experiment) -> list[Task]:

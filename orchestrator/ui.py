@@ -29,7 +29,7 @@ from orchestrator.ui_tables import render_summary
 __all__ = ["FileReporter", "JsonReporter", "RichReporter", "render_plan", "render_summary"]
 
 _EPOCH = re.compile(r"epoch\s*[=:]?\s*(\d+)\s*/\s*(\d+)", re.IGNORECASE)
-_FINAL = ("done", "failed", "skipped", "stopped")
+_FINAL = ("done", "failed", "skipped", "stopped", "timeout")
 
 
 class FileReporter:
