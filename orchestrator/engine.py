@@ -31,6 +31,7 @@ from orchestrator.task_run import (
     bug_line,
     collect_outputs,
     follow,
+    job_record,
     last_line,
     task_command,
     traceback_text,
@@ -349,18 +350,23 @@ class Engine:
         )
         started = f"{log}.started"  # outputs newer than this belong to this task
         transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
-        if task.setup:
-            self._setup.run_once(machine, transport, ws, task.setup)
+        if task.setup:  # journalled like a task's job, so `down` can stop it after a crash
+            self._setup.run_once(
+                machine,
+                transport,
+                ws,
+                task.setup,
+                should_stop=lambda: self.stopping,
+                on_start=lambda job: self.journal.event(
+                    run_id, "setup", {**job_record(job, machine), "machine": machine.name}
+                ),
+                grace_s=self.config.stop_grace_s,
+            )
         local_dir = paths.task_dir(task.id)
         local_dir.mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
-        self.journal.task_started(
-            run_id,
-            task.id,
-            {"pid": job.pid, "job_dir": job.job_dir, "log": job.log, "machine_id": machine.id},
-            machine=machine.name,
-        )
+        self.journal.task_started(run_id, task.id, job_record(job, machine), machine=machine.name)
         self.reporter.event(TaskEvent(task.id, "running", machine.name))
         exit_code, stopped, timed_out = follow(
             transport,

@@ -29,6 +29,7 @@ from orchestrator.paths import Workspace
 
 POLL_FIRST_S = 0.005  # start polling fast so short tasks finish without a fixed delay ...
 POLL_GROWTH = 1.25  # ... and back off gently ...
+SETUP_TIMEOUT_S = 3600.0
 
 
 class TaskSetupFailed(OrchestrateError):
@@ -87,13 +88,29 @@ def task_command(
 
 class SetupGate:
     """Runs a job's ``setup:`` once per machine: a marker named by the text's hash makes it
-    idempotent across tasks and runs; a lock keeps two slots from running it at once."""
+    idempotent across tasks and runs; a lock keeps two slots from running it at once.
+
+    The setup runs detached like a task (``Transport.start``), so it is a journalled job that
+    ``down`` can find and stop after a crash, and a stop request (Ctrl-C, the cost cap) ends it
+    at the next poll instead of waiting out its timeout.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._locks: dict[tuple[str, str], threading.Lock] = {}
 
-    def run_once(self, machine: Machine, transport: Transport, ws: Workspace, setup: str) -> None:
+    def run_once(
+        self,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        setup: str,
+        *,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_start: Callable[[Job], None] | None = None,
+        timeout_s: float = SETUP_TIMEOUT_S,
+        grace_s: float = 5.0,
+    ) -> None:
         digest = hashlib.sha256(setup.encode()).hexdigest()[:16]
         with self._lock:
             lock = self._locks.setdefault((machine.id, digest), threading.Lock())
@@ -101,15 +118,31 @@ class SetupGate:
         script = with_python_on_path(
             machine.python, f"test -e {marker} || {{ ( {setup} ) && touch {marker}; }}"
         )
+        log = f"{ws.root}/logs/setup-{digest}.log"
         with lock:
-            result = transport.run(
-                ["sh", "-c", f"cd {shlex.quote(ws.work)} && {script}"],
-                check=False,
-                timeout_s=3600,
-            )
-        if not result.ok:
-            tail = (result.tail("stderr", 5) or result.tail("stdout", 5)).replace("\n", " | ")
-            raise TaskSetupFailed(f"setup failed (exit {result.exit_code}): {tail}")
+            job = transport.start(["sh", "-c", script], env={}, log=log, cwd=ws.work)
+            if on_start is not None:
+                on_start(job)
+            offset, text, t0, delay = 0, "", time.monotonic(), POLL_FIRST_S
+            while True:
+                status = transport.poll(job, log_offset=offset)
+                offset, text = status.log_offset, (text + status.log_chunk)[-4000:]
+                if status.finished:
+                    break
+                if should_stop() or time.monotonic() - t0 > timeout_s:
+                    transport.stop(job, grace_s=grace_s)
+                    why = "stopped" if should_stop() else f"timed out after {timeout_s:g}s"
+                    raise TaskSetupFailed(f"setup {why}")
+                time.sleep(delay)
+                delay = min(delay * POLL_GROWTH, 0.5)
+        if status.exit_code != 0:
+            tail = " | ".join(text.strip().splitlines()[-5:])
+            raise TaskSetupFailed(f"setup failed (exit {status.exit_code}): {tail}")
+
+
+def job_record(job: Job, machine: Machine) -> dict[str, object]:
+    """What the journal keeps of a detached job, so ``down`` can reach and stop it."""
+    return {"pid": job.pid, "job_dir": job.job_dir, "log": job.log, "machine_id": machine.id}
 
 
 def follow(

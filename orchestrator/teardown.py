@@ -1,21 +1,22 @@
 """``orchestrate down``: finish a run from the journal alone (after a crash, or on request).
 
-Stops trainers still running (through each machine's transport), releases every machine the
-journal says we hold, removes what the run made besides machines, and marks the run. Safe to
-repeat: every step is idempotent.
+Settles every task the journal shows with a job (fetching what finished trainers left, stopping
+and fetching what still runs, stopping trainers orphaned by a host outage), releases every
+machine the journal says we hold, removes what the run made besides machines, and marks the
+run. Safe to repeat: every step is idempotent.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from infra.errors import OrchestrateError
 from infra.provider import MachineRequest, Provider, TearsDownRuns
-from infra.transport.base import Job
-from orchestrator.state import Journal, RunRow
+from infra.transport.base import Job, Transport
+from orchestrator.state import Journal, RunRow, TaskRow
 
 ProviderForRun = Callable[[RunRow], Provider | None]
 
@@ -26,27 +27,14 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
     run = journal.run(run_id)
     assert run is not None
     provider = provider_for(run)
-    for task in journal.tasks(run_id):
-        if task.status != "running" or not task.job:
-            continue
-        info = json.loads(task.job)
-        job = Job(task.task_id, int(info["pid"]), info["job_dir"], info["log"])
-        if str(info.get("machine_id", "")).startswith("local:"):
-            from infra.transport.local import LocalTransport
-
-            LocalTransport().stop(job, grace_s=5.0)
-            actions.append(f"stopped task {task.task_id} (process group {job.pid})")
-        elif run.provider == "ssh" and provider is not None:
-            actions.append(_stop_on_host(provider, run_id, task.machine, job))
-        # On aws the trainer goes with its instance, terminated below.
-        journal.task_ended(
-            run_id,
-            task.task_id,
-            status="stopped",
-            exit_code=None,
-            wall_s=None,
-            detail="stopped by `orchestrate down`",
-        )
+    reach = _Reach(run, provider)
+    try:
+        for task in journal.tasks(run_id):
+            if task.job and task.status in ("running", "failed"):
+                actions.extend(_finish_task(journal, run, task, reach))
+        actions.extend(_stop_setups(journal, run_id, reach))
+    finally:
+        reach.close()
     receipt: str | None = None
     for m in journal.machines(run_id):
         if m.status in ("released", "failed"):
@@ -72,16 +60,104 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
     return {"run": run_id, "status": status, "actions": actions, "receipt": receipt}
 
 
-def _stop_on_host(provider: Provider, run_id: str, host: str, job: Job) -> str:
-    """Reach an owned host again and stop a detached trainer the crashed run left there."""
-    try:
-        launch = provider.prepare(MachineRequest(run_id=run_id, name=host))
-        machine = provider.acquire(launch, token=f"{run_id}-down")
-        transport = provider.connect(machine)
+class _Reach:
+    """One transport per machine for the whole ``down`` (and one failed attempt per machine:
+    an unreachable host costs its connect deadline once, not once per task)."""
+
+    def __init__(self, run: RunRow, provider: Provider | None) -> None:
+        self.run, self.provider = run, provider
+        self._open: dict[str, Transport | None] = {}
+        self.errors: dict[str, str] = {}
+
+    def get(self, machine: str, job: dict[str, Any]) -> Transport | None:
+        """A transport to ``machine``, or None (aws: the trainer goes with its instance)."""
+        if str(job.get("machine_id", "")).startswith("local:"):
+            machine = "local:"
+        if machine in self._open or machine in self.errors:
+            return self._open.get(machine)
+        transport: Transport | None = None
         try:
-            transport.stop(job, grace_s=5.0)
-        finally:
-            transport.close()
-    except OrchestrateError as exc:
-        return f"could not stop task {job.id} on {host}: {str(exc).splitlines()[0]}"
-    return f"stopped task {job.id} on {host} (process group {job.pid})"
+            if machine == "local:":
+                from infra.transport.local import LocalTransport
+
+                transport = LocalTransport()
+            elif self.run.provider == "ssh" and self.provider is not None:
+                launch = self.provider.prepare(MachineRequest(run_id=self.run.id, name=machine))
+                acquired = self.provider.acquire(launch, token=f"{self.run.id}-down")
+                transport = self.provider.connect(acquired)
+        except OrchestrateError as exc:
+            self.errors[machine] = _line(exc)
+        self._open[machine] = transport
+        return transport
+
+    def close(self) -> None:
+        for transport in self._open.values():
+            if transport is not None:
+                transport.close()
+
+
+def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) -> list[str]:
+    """Settle one task the journal still shows with a job, on a machine we can reach.
+
+    A ``running`` task whose trainer has finished (the orchestrator died while fetching) gets
+    its results fetched and its real outcome; one still running is stopped, then what it
+    wrote is fetched. A ``failed`` task whose trainer still runs (orphaned by a host outage)
+    is stopped. Without a reachable machine a running task is marked ``stopped``.
+    """
+    info = json.loads(task.job or "{}")
+    job = Job(task.task_id, int(info["pid"]), info["job_dir"], info["log"])
+    out = f"{PurePosixPath(job.log).parent.parent}/out/{task.task_id}"
+    local = Path(run.runs_dir) / run.id / task.task_id
+    actions: list[str] = []
+    status, code, detail = "stopped", None, "stopped by `orchestrate down`"
+    transport = reach.get(task.machine, info)
+    if task.machine in reach.errors:
+        actions.append(
+            f"could not reach {task.machine} for {task.task_id}: {reach.errors[task.machine]}"
+        )
+    if transport is not None:
+        try:
+            seen = transport.poll(job)
+            if seen.running:
+                transport.stop(job, grace_s=5.0)
+                actions.append(f"stopped task {task.task_id} (process group {job.pid})")
+            elif task.status == "running":
+                code = seen.exit_code
+                status = "done" if code == 0 else "failed"
+                detail = "finished; results fetched by `orchestrate down`"
+            if task.status == "running" or seen.running:
+                transport.get_tree(out, local)
+                actions.append(f"fetched {task.task_id} ({status})")
+        except OrchestrateError as exc:
+            actions.append(f"could not settle {task.task_id}: {_line(exc)}")
+    if task.status == "running":
+        journal.task_ended(
+            run.id, task.task_id, status=status, exit_code=code, wall_s=None, detail=detail
+        )
+    return actions
+
+
+def _stop_setups(journal: Journal, run_id: str, reach: _Reach) -> list[str]:
+    """Stop ``setup:`` commands still running (the engine journals each as a "setup" event)."""
+    with journal._tx() as db:
+        rows = db.execute(
+            "SELECT payload FROM events WHERE run_id=? AND kind='setup'", (run_id,)
+        ).fetchall()
+    actions: list[str] = []
+    for (payload,) in rows:
+        info = json.loads(payload)
+        transport = reach.get(str(info.get("machine", "")), info)
+        if transport is None:
+            continue
+        job = Job("setup", int(info["pid"]), info["job_dir"], info["log"])
+        try:
+            if transport.poll(job).running:
+                transport.stop(job, grace_s=5.0)
+                actions.append(f"stopped a setup command on {info.get('machine')} ({job.pid})")
+        except OrchestrateError as exc:
+            actions.append(f"could not stop a setup command: {_line(exc)}")
+    return actions
+
+
+def _line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [""])[0]

@@ -14,7 +14,9 @@ from tests.cli import last_json, orchestrate, start_and_wait
 from tests.fakes import FAKE_TRAINERS
 from tests.procs import live_group_members
 
-EXP = "name: live\njobs:\n  - trainer: mnist\n    optimizer: [sgd, adam, momentum]\n    epochs: 3\n"
+EXP = (
+    "name: live\njobs:\n  - trainer: mnist\n    optimizer: [sgd, adam, momentum]\n    epochs: 20\n"
+)
 
 
 @pytest.fixture
@@ -57,7 +59,8 @@ def test_resume_of_a_live_run_is_refused_and_down_stops_it(
             proc.wait()
     assert live_group_members(json.loads(job)["pid"]) == []
     started = [p for p in (tmp_path / "runs" / run_id).iterdir() if (p / "task.log").exists()]
-    assert len(started) == 1, "no task started after down"
+    # Each task takes 20 s: those running when down came were stopped, no further one began.
+    assert 1 <= len(started) < 3, started
 
     env["FAKE_EPOCH_S"] = "0.01"
     resumed = orchestrate(["run", "exp.yaml", "--resume", run_id, "--json"], env, tmp_path)
