@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.table import Table as RichTable
 
 from orchestrator.report.model import RunData, TaskResult
 from orchestrator.report.plots import Plot
 from orchestrator.report.table import Cell, Table
 from orchestrator.report.tables import speedups, time_to_target, usd_per_epoch
+from orchestrator.report.terminal import render_table
 
 
 @dataclass(frozen=True)
@@ -63,18 +63,7 @@ def render_terminal(report: Report, console: Console) -> None:
     for line in report.headline():
         console.print(line, markup=False, highlight=False)
     for table in (*report.tables, *report.compare):
-        rt = RichTable(title=table.title, title_justify="left")
-        for i, col in enumerate(table.columns):
-            numeric = col.fmt != "text"
-            # the first column names the row (a task id): keep it whole, fold the others
-            rt.add_column(
-                col.header, justify="right" if numeric else "left", overflow="fold", no_wrap=i == 0
-            )
-        for row in table.text_rows():
-            rt.add_row(*row)
-        console.print(rt)
-        for note in table.notes:
-            console.print(f"  {note}", style="dim", markup=False, highlight=False)
+        render_table(table, console)  # a grid where it fits, stacked rows where not
     if report.plots:
         where = report.plots[0].path.parent
         console.print(f"figures: {len(report.plots)} in {where}", markup=False)
