@@ -24,6 +24,7 @@ from orchestrator.events import (
     event_dict,
 )
 from orchestrator.plan import Plan
+from orchestrator.plan_notes import batch_notes
 from orchestrator.ui_tables import render_summary
 
 __all__ = ["FileReporter", "JsonReporter", "RichReporter", "render_plan", "render_summary"]
@@ -162,6 +163,8 @@ def render_plan(plan: Plan, console: Console) -> None:
     console.print(mt)
     for choice in plan.type_choices:
         console.print(f"machine {choice.machine} ({choice.region}): {choice.describe()}")
+    for note in batch_notes(pt.task for pt in plan.runnable):
+        console.print(f"note: {note}", markup=False, highlight=False)
     cap = plan.experiment.budget.max_usd
     cap_text = f" (cap ${cap:.2f})" if cap is not None else " (no cap set)"
     n_run, n_all = len(plan.runnable), len(plan.tasks)
