@@ -14,7 +14,8 @@ import shlex
 import shutil
 import threading
 import time
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from infra.errors import OrchestrateError
@@ -51,6 +52,7 @@ class EngineConfig:
     task_timeout_s: float | None = None
     schedule: str | None = None  # the schedule that started this run, for its period budget
     workdir: WorkdirSelection | None = None  # shipped to every machine for ``run:`` jobs
+    code_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the trainers' git commit
 
 
 class Engine:
@@ -348,6 +350,7 @@ class Engine:
             gpu=gpu,
             measured=(self.config.trainers_src / "measure.py").exists(),
         )
+        command.env.update(self.config.code_env)
         started = f"{log}.started"  # outputs newer than this belong to this task
         transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
         if task.setup:  # journalled like a task's job, so `down` can stop it after a crash

@@ -175,6 +175,10 @@ def blas_info() -> dict[str, Any] | None:
     return out
 
 
+COMMIT_ENV = "ORCHESTRATE_GIT_COMMIT"  # set by the orchestrator for shipped copies
+DIRTY_ENV = "ORCHESTRATE_GIT_DIRTY"  # "1" modified, "0" clean
+
+
 def code_revision(root: Path = TRAINERS_DIR) -> dict[str, Any]:
     """The trainer code's git commit (and whether it is modified), plus a content hash.
 
@@ -201,6 +205,10 @@ def code_revision(root: Path = TRAINERS_DIR) -> dict[str, Any]:
             dirty = bool(status.stdout.strip()) if status.returncode == 0 else None
     except (OSError, subprocess.SubprocessError):
         pass
+    if commit is None and os.environ.get(COMMIT_ENV):
+        # A shipped copy has no .git: the orchestrator read the commit where the code came from.
+        commit = os.environ[COMMIT_ENV]
+        dirty = {"1": True, "0": False}.get(os.environ.get(DIRTY_ENV, ""))
     return {"git_commit": commit, "git_dirty": dirty, "content_sha256": tree_sha256(root)}
 
 

@@ -59,6 +59,28 @@ def _trainers_src() -> Path:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def git_revision_env(src: Path) -> dict[str, str]:
+    """The commit of the code about to be shipped, for its manifest.json: the copy on a
+    machine has no .git of its own (tasks get ``$ORCHESTRATE_GIT_COMMIT``/``_DIRTY``)."""
+    import subprocess
+
+    def git(*argv: str) -> str | None:
+        try:
+            proc = subprocess.run(
+                ["git", "-C", str(src), *argv], capture_output=True, text=True, timeout=10
+            )
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    if not commit:
+        return {}
+    status = git("status", "--porcelain", "--", ".")
+    dirty = {} if status is None else {"ORCHESTRATE_GIT_DIRTY": "1" if status else "0"}
+    return {"ORCHESTRATE_GIT_COMMIT": commit, **dirty}
+
+
 def build_plan(
     args: argparse.Namespace, journal: Journal, run_id: str, *, for_run: bool = False
 ) -> tuple[Plan, Provider]:
@@ -156,6 +178,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
         config=EngineConfig(
             runs_root=Path(args.runs_dir),
             trainers_src=_trainers_src(),
+            code_env=git_revision_env(_trainers_src()),
             data_dir=args.data_dir or plan.experiment.data_dir,
             schedule=getattr(args, "schedule_name", None),
             workdir=plan.workdir,

@@ -68,3 +68,18 @@ def test_a_missing_file_is_not_placed_at_0_0(
     from orchestrator.errors import SpecIssue
 
     assert str(SpecIssue("f.yaml", 0, 0, "", "gone")) == "f.yaml: gone"  # line 0: the whole file
+
+
+def test_the_trainers_commit_travels_with_the_shipped_copy(tmp_path: Path) -> None:
+    import subprocess
+
+    from orchestrator.cli.run import git_revision_env
+
+    repo = Path(__file__).resolve().parents[2]
+    head = subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    env = git_revision_env(repo / "trainers")
+    assert env["ORCHESTRATE_GIT_COMMIT"] == head.stdout.decode().strip()
+    assert env["ORCHESTRATE_GIT_DIRTY"] in ("0", "1")
+    assert git_revision_env(tmp_path) == {}  # not a checkout: nothing claimed

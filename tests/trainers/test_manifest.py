@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from trainers.manifest import code_revision, cpu_info, gpu_info, tree_sha256, write_manifest
 
@@ -80,3 +81,13 @@ def test_code_revision_inside_git(tmp_path: Path) -> None:
     assert rev["git_commit"] == head.strip() and rev["git_dirty"] is False
     (tmp_path / "a.py").write_text("x = 2\n")
     assert code_revision(tmp_path)["git_dirty"] is True
+
+
+def test_a_shipped_copy_takes_the_commit_the_orchestrator_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a.py").write_text("x = 1\n")
+    monkeypatch.setenv("ORCHESTRATE_GIT_COMMIT", "0123abc")
+    monkeypatch.setenv("ORCHESTRATE_GIT_DIRTY", "0")
+    rev = code_revision(tmp_path)  # no .git here, as on a machine the code was shipped to
+    assert rev["git_commit"] == "0123abc" and rev["git_dirty"] is False
