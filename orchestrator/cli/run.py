@@ -143,7 +143,17 @@ def cmd_run(args: argparse.Namespace) -> int:
         return 0
     if summary.status == "interrupted":
         raise RunInterrupted(summary.run_id, args.file)
+    if summary.status == "failed" and _unreachable_only(Journal.in_dir(args.state_dir), summary):
+        return 4  # as documented: a machine could not be acquired or reached
     return {"done": 0, "failed": 1, "capped": 3}.get(summary.status, 1)
+
+
+def _unreachable_only(journal: Journal, summary: RunSummary) -> bool:
+    """Whether the run failed only for want of machines: a machine failed (unreachable, host
+    key refused, no capacity) and no failed task ever started."""
+    failed = [t for t in journal.tasks(summary.run_id) if t.status == "failed"]
+    lost = any(m.status == "failed" for m in journal.machines(summary.run_id))
+    return lost and bool(failed) and all(t.job is None for t in failed)
 
 
 def execute_run(args: argparse.Namespace) -> RunSummary | None:
