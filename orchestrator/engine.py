@@ -33,8 +33,8 @@ from orchestrator.task_run import (
     collect_outputs,
     follow,
     job_record,
-    last_line,
     task_command,
+    task_outcome,
     traceback_text,
 )
 from orchestrator.workdir import WorkdirSelection
@@ -387,16 +387,15 @@ class Engine:
             script = collect_outputs(ws.work, out, task.outputs, newer_than=started)
             transport.run(["sh", "-c", script], check=False)
         transport.get_tree(out, local_dir)
-        if stopped:
-            status, detail = "stopped", self.stop_reason or "stopped"
-        elif timed_out:  # partial results were fetched above; the run goes on
-            limit = task.timeout_s or self.config.task_timeout_s or 0.0
-            status, detail = "timeout", f"stopped at its timeout of {limit:g}s"
-        elif exit_code == 0:
-            status, detail = "done", None
-        else:
-            status = "failed"
-            detail = f"exit {exit_code}: {last_line(paths.task_log(task.id))}"
+        status, detail = task_outcome(
+            exit_code=exit_code,
+            stopped=stopped,
+            timed_out=timed_out,
+            timing=paths.timing(task.id),
+            log=paths.task_log(task.id),
+            stop_reason=self.stop_reason,
+            timeout_s=task.timeout_s or self.config.task_timeout_s,
+        )
         if status in ("failed", "timeout"):
             self._failed = True
         self.journal.task_ended(

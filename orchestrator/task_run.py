@@ -208,6 +208,44 @@ def traceback_text(exc: BaseException) -> str:
     return "".join(traceback.format_exception(exc))
 
 
+def wrote_end_ok(timing: Path) -> bool:
+    """Whether the trainer's ``timing.jsonl`` ends with its ``end`` row (status ok, or none
+    given): it finished, whatever signal reached it afterwards."""
+    try:
+        lines = [ln for ln in timing.read_text(errors="replace").splitlines() if ln.strip()]
+        row = json.loads(lines[-1]) if lines else {}
+    except (OSError, ValueError):
+        return False
+    return isinstance(row, dict) and row.get("event") == "end" and row.get("status", "ok") == "ok"
+
+
+def task_outcome(
+    *,
+    exit_code: int | None,
+    stopped: bool,
+    timed_out: bool,
+    timing: Path,
+    log: Path,
+    stop_reason: str | None,
+    timeout_s: float | None,
+) -> tuple[str, str | None]:
+    """The status a finished task is recorded with, and its detail.
+
+    A stop or a timeout that reached a task after it wrote its ``end`` row leaves it ``done``:
+    its results are whole (a trainer that wrote "end ok" just before SIGTERM is not
+    ``stopped``). An exit 0 after a stop is not enough: a command may exit 0 on SIGTERM.
+    """
+    if (stopped or timed_out) and wrote_end_ok(timing):
+        return "done", None
+    if stopped:
+        return "stopped", stop_reason or "stopped"
+    if timed_out:  # partial results were fetched; the run goes on
+        return "timeout", f"stopped at its timeout of {timeout_s or 0.0:g}s"
+    if exit_code == 0:
+        return "done", None
+    return "failed", f"exit {exit_code}: {last_line(log)}"
+
+
 def last_line(path: Path) -> str:
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]

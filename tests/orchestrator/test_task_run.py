@@ -117,3 +117,29 @@ def test_local_tasks_are_pinned_to_their_thread_share() -> None:
         measured=False,
     )  # fmt: skip
     assert "OMP_NUM_THREADS" not in remote.env
+
+
+def test_a_stop_after_end_ok_leaves_the_task_done(tmp_path: Path) -> None:
+    from orchestrator.task_run import task_outcome
+
+    timing, log = tmp_path / "timing.jsonl", tmp_path / "task.log"
+    log.write_text("epoch 2/2\nboom\n")
+
+    def outcome(**kw: object) -> tuple[str, str | None]:
+        args: dict[str, object] = dict(
+            exit_code=None, stopped=False, timed_out=False, stop_reason="interrupted by SIGTERM",
+            timeout_s=60.0,
+        )  # fmt: skip
+        args.update(kw)
+        return task_outcome(timing=timing, log=log, **args)  # type: ignore[arg-type]
+
+    timing.write_text('{"event": "epoch", "epoch": 2}\n')
+    assert outcome(stopped=True, exit_code=0) == ("stopped", "interrupted by SIGTERM")
+    assert outcome(timed_out=True) == ("timeout", "stopped at its timeout of 60s")
+    assert outcome(exit_code=3) == ("failed", "exit 3: boom")
+    assert outcome(exit_code=0) == ("done", None)
+    timing.write_text('{"event": "epoch", "epoch": 2}\n{"event": "end", "status": "ok"}\n')
+    assert outcome(stopped=True, exit_code=143) == ("done", None)
+    assert outcome(timed_out=True) == ("done", None)
+    timing.write_text('{"event": "end", "status": "failed"}\n')
+    assert outcome(stopped=True)[0] == "stopped"
