@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import shlex
 import sys
@@ -19,9 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.transport.fetch import RejectedFile
 from infra.transport.ssh import SshTransport
+from tests.cli import last_json, orchestrate
+from tests.fakes import FAKE_TRAINERS
 from tests.sshd import SshdServer, keygen, make_server, sshd_available
 
 pytestmark = pytest.mark.sshd
@@ -282,3 +286,47 @@ class _Zeros(io.RawIOBase):
         size = self._left if size < 0 else min(size, self._left)
         self._left -= size
         return bytes(size)
+
+
+def test_a_run_against_the_hostile_host_fails_the_task_naming_the_member(
+    hostile: Hostile, tmp_path: Path
+) -> None:
+    """End to end: the refused member fails its task (exit 1), nothing outside is touched."""
+    victim = tmp_path / "outside" / "victim"
+    victim.write_bytes(b"precious")
+    hostile.serve(
+        [special("metrics.json", tarfile.LNKTYPE, str(victim)), regular("metrics.json", b"{}")],
+        ["metrics.json"],
+    )
+    s = hostile.server
+    exp = {
+        "name": "hostile",
+        "provider": "ssh",
+        "hosts": [
+            {
+                "host": s.host,
+                "port": s.port,
+                "user": s.user,
+                "key": s.key_path,
+                "host_key": s.host_key,
+                "python": sys.executable,
+                "workspace_root": str(tmp_path / "remote"),
+            }
+        ],
+        "jobs": [{"trainer": "mnist", "epochs": 1}],
+    }
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    env = dict(
+        os.environ,
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+        FAKE_EPOCH_S="0",
+    )
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    summary = last_json(proc)
+    (task,) = summary["tasks"]
+    assert task["status"] == "failed"
+    assert "'metrics.json' (a hard link)" in task["detail"]
+    assert victim.read_bytes() == b"precious"
+    assert "Traceback" not in json.dumps(summary) + proc.stderr
