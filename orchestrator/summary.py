@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -48,12 +50,27 @@ class RunSummary:
         }
 
 
+RESULT_MAX_BYTES = 256 << 20  # a result file larger than this is not read whole
+
+
+def read_result(path: Path) -> str:
+    """A result file's text, read safely: only a regular file (a FIFO or a device planted in a
+    run directory must not hang ``run`` or ``report``), never through a symlink, and at most
+    ``RESULT_MAX_BYTES``. Raises ``OSError`` otherwise, as a missing file does."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as fh:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_size > RESULT_MAX_BYTES:
+            raise OSError(f"{path} is not a regular file of a sane size")
+        return fh.read(RESULT_MAX_BYTES).decode("utf-8", errors="replace")
+
+
 def read_json(path: Path) -> dict[str, Any]:
     """A JSON object from a file; ``{}`` when it is missing, torn or not an object (a trainer
-    killed mid-write, a task that never started)."""
+    killed mid-write, a task that never started), or not a regular file."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        data = json.loads(read_result(path))
+    except (OSError, ValueError, RecursionError):
         return {}
     return data if isinstance(data, dict) else {}
 

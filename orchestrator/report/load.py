@@ -28,7 +28,7 @@ from orchestrator.report.model import (
     TaskResult,
 )
 from orchestrator.state import Journal
-from orchestrator.summary import flat_metrics, read_json
+from orchestrator.summary import flat_metrics, read_json, read_result
 
 FRAMEWORKS = ("tensorflow", "theano")
 DEVICES = ("cpu", "gpu")
@@ -37,7 +37,7 @@ DEVICES = ("cpu", "gpu")
 def read_timing(path: Path) -> list[dict[str, Any]]:
     """Rows of a ``timing.jsonl``; a torn last line (a killed writer) is skipped."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = read_result(path).splitlines()
     except OSError:
         return []
     rows = []
@@ -127,6 +127,8 @@ def _task(paths: RunPaths, row: dict[str, Any], planned: dict[str, Any] | None) 
     train_s = _num(metrics.get("train_time_s"))
     if train_s is None and epochs:
         train_s = sum(e.wall_s for e in epochs)
+    if train_s is None:  # PCA: the eigen-solve is its training (statistics and compile apart)
+        train_s = _num(metrics.get("solve_s"))
     sps = _num(metrics.get("samples_per_s"))
     if sps is None:
         sps = _mean_or_none(e.samples_per_s for e in epochs)
