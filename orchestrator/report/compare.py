@@ -8,7 +8,7 @@ other, so nothing silently drops out of the comparison.
 from __future__ import annotations
 
 from orchestrator.report.model import RunData, TaskResult
-from orchestrator.report.table import FLOAT, PCT, RATE, RATIO, SECONDS, Cell, Column, Table
+from orchestrator.report.table import FLOAT, PCT, RATE, RATIO, SCI, SECONDS, Cell, Column, Table
 
 
 def _ratio(b: float | None, a: float | None) -> float | None:
@@ -17,6 +17,12 @@ def _ratio(b: float | None, a: float | None) -> float | None:
 
 def _delta(b: float | None, a: float | None) -> float | None:
     return b - a if a is not None and b is not None else None
+
+
+def _eig_err(t: TaskResult | None) -> float | None:
+    """A PCA task's worst eigenvalue error against NumPy (its accuracy, as test error is
+    an MLP's)."""
+    return t.pca.max_rel_error if t is not None and t.pca is not None else None
 
 
 def task_comparison(a: RunData, b: RunData) -> Table:
@@ -32,6 +38,8 @@ def task_comparison(a: RunData, b: RunData) -> Table:
         Column("test_error_a", "test error A", PCT),
         Column("test_error_b", "test error B", PCT),
         Column("error_delta", "B-A error (pts)", PCT),
+        Column("eig_err_a", "eig err A", SCI),
+        Column("eig_err_b", "eig err B", SCI),
     )
     ta = {t.task_id: t for t in a.tasks}
     tb = {t.task_id: t for t in b.tasks}
@@ -51,6 +59,8 @@ def task_comparison(a: RunData, b: RunData) -> Table:
                 x.test_error if x else None,
                 y.test_error if y else None,
                 _delta(y.test_error if y else None, x.test_error if x else None),
+                _eig_err(x),
+                _eig_err(y),
             )
         )
     notes = (f"A = {a.run_id}", f"B = {b.run_id}", "B/A time below 1 means B trained faster.")

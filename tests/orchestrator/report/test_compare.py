@@ -42,3 +42,19 @@ def test_comparison_reaches_every_format(mnist_dir: Path, mnist_b_dir: Path) -> 
     data = to_json(report)
     assert data["compare"]["run_id"] == b_id
     assert set(data["compare"]["tables"]) == {"compare_totals", "compare_tasks"}
+
+
+def test_pca_rows_carry_their_numbers(pca_dir: Path) -> None:
+    """PCA tasks compare by solve time and eigenvalue error, not a row of dashes; today's PCA
+    trainer reports ``solve_s`` where the recorded run has ``train_time_s``."""
+    import json
+
+    path = pca_dir / "pca-tensorflow-cpu" / "metrics.json"
+    m = json.loads(path.read_text())
+    m["solve_s"] = m.pop("train_time_s")
+    path.write_text(json.dumps(m))
+    a = load_run(pca_dir)
+    _, tasks = compare_runs(a, a)
+    row = {r["task"]: r for r in tasks.records()}["pca-tensorflow-cpu"]
+    assert row["train_s_a"] == pytest.approx(m["solve_s"]) and row["time_ratio"] == 1.0
+    assert row["eig_err_a"] == pytest.approx(max(m["eigenvalue_rel_error"]))
