@@ -23,7 +23,9 @@ th { background: #f3f5f7; } td.num { text-align: right; font-variant-numeric: ta
 tr.ours td { background: #eef7ee; } tr.skipped td, tr.failed td { color: #8a5a00; }
 ul.notes { margin: 0 0 1.2em; color: #555; font-size: 12px; }
 figure { margin: 1em 0 2em; } figcaption { font-weight: 600; }
-img { max-width: 100%; height: auto; border: 1px solid #e1e4e8; }
+img { width: 100%; height: auto; border: 1px solid #e1e4e8; }
+div.wide { overflow-x: auto; max-width: 100%; }
+nav.toc ul { columns: 2 16em; margin: 0.3em 0 1em; }
 """
 
 
@@ -55,6 +57,23 @@ def html_table(table: Table) -> str:
     )
 
 
+def _wide(table_html: str) -> str:
+    """A table scrolls inside its own box on a narrow page; the page itself never does."""
+    return f'<div class="wide">{table_html}</div>'
+
+
+def _toc(report: Report) -> str:
+    """Links to every figure and table, in reading order."""
+    items = [
+        f'<li><a href="#fig-{escape(p.name)}">{escape(p.title)}</a></li>' for p in report.plots
+    ]
+    items += [
+        f'<li><a href="#{escape(t.name)}">{escape(t.title)}</a></li>'
+        for t in (*report.tables, *report.compare)
+    ]
+    return '<nav class="toc"><h2>Contents</h2><ul>' + "".join(items) + "</ul></nav>"
+
+
 def to_html(report: Report) -> str:
     run = report.run
     parts = [
@@ -65,8 +84,9 @@ def to_html(report: Report) -> str:
         f"<h1>Report: {escape(run.name)}</h1>",
         "<ul>" + "".join(f"<li>{escape(line)}</li>" for line in report.headline()) + "</ul>",
     ]
+    parts.append(_toc(report))
     if report.plots:
-        parts.append("<h2>Figures</h2>")
+        parts.append('<h2 id="figures">Figures</h2>')
         for p in report.plots:
             data = base64.b64encode(p.path.read_bytes()).decode("ascii")
             parts.append(
@@ -75,10 +95,10 @@ def to_html(report: Report) -> str:
             )
     elif report.plot_note:
         parts.append(f"<p><em>No figures: {escape(report.plot_note)}</em></p>")
-    parts.append("<h2>Tables</h2>")
-    parts += [html_table(t) for t in report.tables]
+    parts.append('<h2 id="tables">Tables</h2>')
+    parts += [_wide(html_table(t)) for t in report.tables]
     if report.compare:
-        parts.append(f"<h2>Compared with {escape(report.compare_run_id or '')}</h2>")
-        parts += [html_table(t) for t in report.compare]
+        parts.append(f'<h2 id="compare">Compared with {escape(report.compare_run_id or "")}</h2>')
+        parts += [_wide(html_table(t)) for t in report.compare]
     parts.append("</body></html>")
     return "\n".join(parts) + "\n"

@@ -6,7 +6,7 @@ names a format, so the terminal, Markdown and HTML all print the same digits.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 Cell = str | int | float | None
@@ -41,6 +41,15 @@ class Table:
     columns: tuple[Column, ...]
     rows: tuple[tuple[Cell, ...], ...]
     notes: tuple[str, ...] = ()
+
+    def without(self, key: str) -> Table:
+        """This table without the column ``key`` (itself when it has none)."""
+        keys = [c.key for c in self.columns]
+        if key not in keys:
+            return self
+        i = keys.index(key)
+        rows = tuple(row[:i] + row[i + 1 :] for row in self.rows)
+        return replace(self, columns=self.columns[:i] + self.columns[i + 1 :], rows=rows)
 
     def records(self) -> list[dict[str, Cell]]:
         return [dict(zip((c.key for c in self.columns), row, strict=True)) for row in self.rows]

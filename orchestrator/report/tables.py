@@ -380,5 +380,14 @@ def build_tables(run: RunData, target_error: float = DEFAULT_TARGET_ERROR) -> tu
         tables.append(lecun_table(run))
     if any(t.trainer == "pca" for t in run.tasks):
         tables += [pca_table(run), pca_components_table(run)]
-    tables += [task_cost_table(run), machine_cost_table(run)]
+    if has_cost(run):
+        tables += [task_cost_table(run), machine_cost_table(run)]
+    else:  # a free run (this machine, your own hosts): no table of zeros
+        tables = [t.without("usd_per_epoch") for t in tables]
     return tuple(tables)
+
+
+def has_cost(run: RunData) -> bool:
+    """Whether anything in the run was priced above zero (spend, forecast or a task's share)."""
+    figures = [run.spend_usd, run.forecast_usd, *(run.task_cost_usd(t) for t in run.tasks)]
+    return any(f is not None and f > 0 for f in figures)

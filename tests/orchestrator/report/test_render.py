@@ -122,7 +122,7 @@ def test_html_is_self_contained_with_the_numbers(mnist_report: Report, mnist_dir
     for b64, plot in zip(images, mnist_report.plots, strict=True):
         assert base64.b64decode(b64) == plot.path.read_bytes()
         assert base64.b64decode(b64).startswith(PNG_MAGIC)
-    assert not re.search(r'(src|href)="(?!data:)', html)  # nothing outside the file
+    assert not re.search(r'(src|href)="(?!data:|#)', html)  # nothing outside the file
     for tid in _done_ids(mnist_dir):
         m = metrics(mnist_dir, tid)
         assert f'<td class="num">{_pct(m["test_error"])}</td>' in html
