@@ -54,6 +54,7 @@ from trainers.pca_types import Component, fix_sign
 from trainers.timing import TimingLog
 
 REFERENCE_MAX_D = 4096
+METHOD_HELP = "block: k+guard vectors, Rayleigh-Ritz steps (default); power: one at a time"
 
 
 class CovOperator(Protocol):
@@ -204,18 +205,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep X in the framework "
         "when it is at most this large; stream it from disk otherwise (0: always)",
     )
-    p.add_argument(
-        "--method",
-        default="block",
-        choices=["block", "power"],
-        help="block: k+guard vectors at once, Rayleigh-Ritz steps with momentum (default); "
-        "power: one vector at a time, fixed step, Hotelling deflation",
-    )
+    p.add_argument("--method", default="block", choices=["block", "power"], help=METHOD_HELP)
     p.add_argument("--guard", type=int, help="block: extra vectors (default max(4, k/2))")
     p.add_argument("--warm-start", type=Path, help="block: a (r, D) .npy of starting vectors")
-    p.add_argument(
-        "--step-size", type=float, default=math.inf, help="power: ascent step η (inf: power)"
-    )
+    p.add_argument("--step-size", type=float, default=math.inf, help="power: step η (inf: power)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-reference", action="store_true", help="skip the numpy.linalg.eigh check")
     p.add_argument("--allow-cpu-fallback", action="store_true")
@@ -316,7 +309,7 @@ def _run(args: argparse.Namespace) -> None:
             "total_s": stats_s + compile_s + solve_s,
             "s_per_iteration": solve_s / max(1, sum(c.iterations for c in found)),
             "method": args.method,
-            **({} if stats is None else _block_metrics(stats)),
+            **({} if stats is None else stats.metrics()),
         }
         if chunks.d <= REFERENCE_MAX_D and not args.no_reference:
             ref = numpy_reference(chunks, mean, k, n_norm)
@@ -349,16 +342,6 @@ def _solve(
             raise BadArgument(f"--warm-start holds shape {init.shape}; expected (r, {d})")
     block = BlockSettings(k, n_norm, args.tol, args.max_iter, guard=args.guard, seed=args.seed)
     return block_ascent(apply, d, block, init=init, on_component=on_component)
-
-
-def _block_metrics(stats: BlockStats) -> dict[str, int]:
-    """Work counts of the block method: passes over X, and columns multiplied in all."""
-    return {
-        "block_size": stats.block_size,
-        "block_iterations": stats.iterations,
-        "passes": stats.passes,
-        "products": stats.products,
-    }
 
 
 def _check_args(args: argparse.Namespace) -> None:

@@ -58,6 +58,15 @@ class BlockStats:
     passes: int  # calls of apply (passes over X)
     block_size: int
 
+    def metrics(self) -> dict[str, int]:
+        """metrics.json's keys for the block method (``iterations`` stays per component)."""
+        return {
+            "block_size": self.block_size,
+            "block_iterations": self.iterations,
+            "passes": self.passes,
+            "products": self.products,
+        }
+
 
 def block_ascent(
     apply: Apply,
