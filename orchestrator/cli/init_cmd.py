@@ -41,6 +41,60 @@ jobs:
 """
 
 
+# Written when the folder has no train*.py / main*.py, so the starter runs as it is: a fit of
+# y = 3x + 1 by gradient descent (stdlib only), one timing row per epoch, metrics at the end.
+_TRAIN_PY = """\
+\"\"\"A starter training script: replace the model, keep the contract.
+
+orchestrate runs it as `python train.py --lr LR --out $ORCHESTRATE_OUT`; whatever it writes
+under --out comes back to runs/<run-id>/<task-id>/.
+\"\"\"
+
+import argparse
+import json
+import random
+import time
+from pathlib import Path
+
+try:  # per-epoch rows the report can plot; shipped with orchestrate's trainers
+    from trainers.timing import TimingLog
+except ImportError:  # run by hand, without orchestrate
+    TimingLog = None
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--out", default="out")
+    args = p.parse_args()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(0)
+    data = [(x, 3 * x + 1 + rng.gauss(0, 0.1)) for x in (rng.uniform(-1, 1) for _ in range(1000))]
+    w = b = 0.0
+    log = TimingLog(out / "timing.jsonl") if TimingLog else None
+    for epoch in range(1, args.epochs + 1):
+        t0 = time.perf_counter()
+        gw = sum(2 * (w * x + b - y) * x for x, y in data) / len(data)
+        gb = sum(2 * (w * x + b - y) for x, y in data) / len(data)
+        w, b = w - args.lr * gw, b - args.lr * gb
+        loss = sum((w * x + b - y) ** 2 for x, y in data) / len(data)
+        wall = time.perf_counter() - t0
+        print(f"epoch {epoch}/{args.epochs}: loss {loss:.4f}", flush=True)
+        if log:
+            log.epoch(epoch, wall_s=wall, samples_per_s=len(data) / wall, loss=loss)
+    (out / "metrics.json").write_text(json.dumps({"w": w, "b": b, "final_loss": loss}))
+
+
+if __name__ == "__main__":
+    main()
+"""
+
+# Results and caches stay out of the shipped workdir (old runs were sent with every run).
+_IGNORE = "runs/\n__pycache__/\n*.pyc\n.venv/\n"
+
+
 class AlreadyExists(OrchestrateError):
     exit_code = 2
 
@@ -59,7 +113,16 @@ def cmd_init(args: argparse.Namespace) -> int:
     target.write_text(
         _TEMPLATE.format(name=name, file=args.file, job="train", script=script, setup=setup)
     )
-    print(f"wrote {target}; next: orchestrate plan {args.file}")
+    written = [target.name]
+    if not scripts and not (here / script).exists():
+        (here / script).write_text(_TRAIN_PY)
+        written.append(script)
+    ignore = here / ".orchestrateignore"
+    lines = ignore.read_text().splitlines() if ignore.exists() else []
+    if "runs/" not in lines:
+        ignore.write_text("\n".join([*lines, *_IGNORE.splitlines()]) + "\n")
+        written.append(ignore.name)
+    print(f"wrote {', '.join(written)} in {here}; next: orchestrate plan {args.file}")
     return 0
 
 

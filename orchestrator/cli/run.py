@@ -32,7 +32,7 @@ from orchestrator.summary import RunSummary
 from orchestrator.ui import FileReporter, JsonReporter, RichReporter, render_plan, render_summary
 from orchestrator.ui_lines import LineReporter
 from orchestrator.ui_tables import print_path
-from orchestrator.workdir import select_workdir
+from orchestrator.workdir import WorkdirSelection, select_workdir
 
 
 def console() -> Console:
@@ -118,8 +118,19 @@ def build_plan(
     if any(pt.task.is_script for pt in plan.tasks):
         root = Path(args.file).resolve().parent / (exp.workdir or ".")
         selection = select_workdir(root, ship_secrets=exp.ship_secrets, spec_file=args.file)
-        plan = replace(plan, workdir=selection)
+        plan = replace(plan, workdir=_without_runs(selection, getattr(args, "runs_dir", None)))
     return plan, setup.provider
+
+
+def _without_runs(selection: WorkdirSelection, runs_dir: Path | None) -> WorkdirSelection:
+    """Results never travel back out: the runs folder (``--runs-dir``, made when the run
+    starts, so after the workdir was listed) is excluded when it lies inside the workdir."""
+    runs = Path(runs_dir or "runs").resolve()
+    if not runs.is_relative_to(selection.root) or runs == selection.root:
+        return selection
+    rel = runs.relative_to(selection.root).as_posix()
+    files = tuple(f for f in selection.files if not f.startswith(rel + "/"))
+    return replace(selection, files=files, exclude=(*selection.exclude, rel, rel + "/*"))
 
 
 def cmd_plan(args: argparse.Namespace) -> int:
