@@ -120,7 +120,12 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
             seen = transport.poll(job)
             if seen.running:
                 transport.stop(job, grace_s=5.0)
-                actions.append(f"stopped task {task.task_id} (process group {job.pid})")
+                on = (
+                    ""
+                    if str(info.get("machine_id", "")).startswith("local:")
+                    else f" on {task.machine}"
+                )
+                actions.append(f"stopped task {task.task_id}{on} (process group {job.pid})")
             elif task.status == "running":
                 code = seen.exit_code
                 status = "done" if code == 0 else "failed"
