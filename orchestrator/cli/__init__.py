@@ -16,6 +16,7 @@ from pathlib import Path
 from infra.errors import OrchestrateError
 from orchestrator.cli.cloud import add_cloud_parsers
 from orchestrator.cli.gpus_cmd import add_gpus_parser
+from orchestrator.cli.ssh_cmd import add_ssh_parser
 from orchestrator.cli.init_cmd import add_init_parser
 from orchestrator.cli.inspect_cmds import cmd_down, cmd_logs, cmd_status
 from orchestrator.cli.money import add_money_parsers
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_init_parser(sub, common)
     add_cloud_parsers(sub, common)
     add_gpus_parser(sub, common)
+    add_ssh_parser(sub, common)
     add_report_parser(sub, common)
     return parser
 

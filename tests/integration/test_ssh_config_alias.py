@@ -184,3 +184,31 @@ def test_quickstart_over_an_ssh_config_alias(
     for t in done:
         if t["task_id"].startswith("mnist"):
             assert t["test_error"] is not None and t["test_error"] < 0.2
+
+
+def test_orchestrate_ssh_enters_a_run_machine_with_the_key_pinned(
+    tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    servers = sshd_fleet(2)
+    config = _write_config(tmp_path, servers)
+    jobs: list[dict[str, object]] = [{"trainer": "pca", "framework": ["tensorflow", "theano"]}]
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(_exp(config, 2, tmp_path, jobs)))
+    env = dict(
+        os.environ,
+        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+        ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
+    )
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_id = json.loads(proc.stdout.splitlines()[-1])["run_id"]
+    for i, box in enumerate(("box0", "box1")):  # box1 through box0 (ProxyJump)
+        ssh = orchestrate(["ssh", run_id, box, "--", "pwd"], env, tmp_path, timeout=60)
+        assert ssh.returncode == 0, ssh.stderr
+        assert ssh.stdout.strip() == str(tmp_path / f"r{i}" / run_id)  # in the run's workspace
+    which = orchestrate(["ssh", run_id], env, tmp_path, timeout=60)
+    assert which.returncode == 2 and "name one" in which.stderr  # two machines: say which
+    # A host presenting another key is refused: pin box0 to box1's key.
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{servers[0].port} {servers[1].host_key}\n")
+    bad = orchestrate(["ssh", run_id, "box0", "--", "true"], env, tmp_path, timeout=60)
+    assert bad.returncode != 0 and "host key" in bad.stderr.lower()
