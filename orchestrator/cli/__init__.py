@@ -16,11 +16,11 @@ from pathlib import Path
 from infra.errors import OrchestrateError
 from orchestrator.cli.cloud import add_cloud_parsers
 from orchestrator.cli.gpus_cmd import add_gpus_parser
-from orchestrator.cli.ssh_cmd import add_ssh_parser
 from orchestrator.cli.init_cmd import add_init_parser
 from orchestrator.cli.inspect_cmds import cmd_down, cmd_logs, cmd_status
 from orchestrator.cli.money import add_money_parsers
 from orchestrator.cli.run import cmd_plan, cmd_run
+from orchestrator.cli.ssh_cmd import add_ssh_parser
 from orchestrator.paths import default_state_dir
 from orchestrator.report.cli import add_report_parser
 
