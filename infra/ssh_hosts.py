@@ -22,6 +22,7 @@ from typing import Any
 
 from infra.errors import CommandFailed, ProviderError
 from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
+from infra.ssh_python import AUTO, auto_python
 from infra.transport.base import Transport
 from infra.transport.ssh import SshTransport
 
@@ -262,6 +263,13 @@ class SshHostsProvider:
         if machine.address is None:
             raise ProviderError(f"machine {machine.id} has no SSH address")
         return self._transport(machine.address)
+
+    def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
+        """``python: auto`` hosts get a venv with the trainers' packages (infra.ssh_python);
+        any other host runs the interpreter its entry names, as it is."""
+        if machine.python != AUTO:
+            return machine
+        return auto_python(machine, transport)
 
     def _transport(self, address: Address) -> SshTransport:
         connect, deadline, keepalive = self._timeouts
