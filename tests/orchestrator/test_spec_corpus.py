@@ -360,6 +360,7 @@ def broken_text(draw: st.DrawFn) -> bytes:
     max_examples=200,
     deadline=None,
     derandomize=True,
+    database=None,  # no .hypothesis/ directory in the tree
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(content=st.one_of(wrong_value(), unknown_key(), bad_host(), broken_text()))
