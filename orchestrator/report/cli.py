@@ -23,6 +23,7 @@ from orchestrator.report import build_report
 from orchestrator.report.render import render_terminal, to_json, write_outputs
 from orchestrator.report.tables import DEFAULT_TARGET_ERROR
 from orchestrator.state import Journal
+from orchestrator.ui_tables import print_path
 
 _JOURNAL_FILE = "journal.sqlite"  # Journal.in_dir's file; opened only if it already exists
 
@@ -117,5 +118,5 @@ def cmd_report(args: argparse.Namespace) -> int:
     console = Console(highlight=False)
     render_terminal(report, console)
     for path in (*written, *(p.path for p in report.plots)):
-        console.print(f"wrote {path}", markup=False)
+        print_path(console, "wrote", path)  # whole on a line of its own, never wrapped mid-name
     return 0

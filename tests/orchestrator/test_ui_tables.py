@@ -109,3 +109,16 @@ def test_status_at_80_columns_counts_skipped_apart(
     assert row.split()[1:3] == ["done", "local"]
     assert row.split()[-3:] == ["8/8", "+8s", "0"]  # not "8/16": skipped tasks are not to run
     assert any(line.startswith("journal: ") and line.endswith("journal.sqlite") for line in lines)
+
+
+def test_a_long_path_is_printed_whole_on_a_line_of_its_own() -> None:
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.ui_tables import print_path
+
+    buf = io.StringIO()
+    path = "/very/long/" + "d" * 60 + "/report.md"
+    print_path(Console(file=buf, width=40), "wrote", path)
+    assert buf.getvalue().splitlines() == ["wrote", f"  {path}"]
