@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -66,3 +68,28 @@ def test_resume_of_a_live_run_is_refused_and_down_stops_it(
     resumed = orchestrate(["run", "exp.yaml", "--resume", run_id, "--json"], env, tmp_path)
     assert resumed.returncode == 0, resumed.stderr
     assert last_json(resumed)["counts"] == {"done": 3}
+
+
+def test_ctrl_c_during_setup_stops_it_at_once(tmp_path: Path, env: dict[str, str]) -> None:
+    (tmp_path / "work").mkdir()
+    (tmp_path / "exp.yaml").write_text(
+        "name: setup\nworkdir: work\njobs:\n  - run: 'true'\n    setup: sleep 120\n"
+    )
+    proc, (payload,) = start_and_wait(
+        "exp.yaml",
+        env,
+        tmp_path,
+        journal_query="SELECT payload FROM events WHERE kind='setup'",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    t0 = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(timeout=60) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert time.monotonic() - t0 < 30  # not the setup's 120 s, nor its 3600 s timeout
+    assert live_group_members(json.loads(payload)["pid"]) == []
