@@ -268,6 +268,7 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
     gemm = med["gemm"]
     per_sample = flops_per_sample((784, args.hidden, 10))
     bound = gemm / per_sample
+    best_bound = max(values["gemm"]) / per_sample  # the quietest moment, for the best epochs
     keras, tf = med["keras fit"], med["tf loop"]
     lines = [
         SECTION,
@@ -284,14 +285,15 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
         f"{per_sample / 1e3:.1f}k FLOPs per sample = {bound:,.0f} samples/s.",
         "",
         "| contestant | what | samples/s (median) | min..max | vs Keras fit | vs tf loop "
-        "| of bound |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+        "| of bound | best epoch of best GEMM's bound |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, what in ROWS:
         lo, hi = min(values[key]), max(values[key])
         lines.append(
             f"| {key} | {what} | {med[key]:,.0f} | {lo:,.0f}..{hi:,.0f} | "
-            f"{med[key] / keras:.2f}x | {med[key] / tf:.2f}x | {med[key] / bound:.0%} |"
+            f"{med[key] / keras:.2f}x | {med[key] / tf:.2f}x | {med[key] / bound:.0%} | "
+            f"{hi / best_bound:.0%} |"
         )
     pt = med["pytensor"]
     goal = "met" if min(tf, pt) / bound >= 0.6 and min(tf, pt) / keras >= 2.7 else "not met"
