@@ -11,8 +11,16 @@ from pathlib import Path
 from typing import IO
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.progress import (
+    BarColumn,
+    Progress,
+    ProgressColumn,
+    SpinnerColumn,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Column, Table
 
 from orchestrator.events import (
     Event,
@@ -25,7 +33,7 @@ from orchestrator.events import (
 )
 from orchestrator.plan import Plan
 from orchestrator.plan_notes import batch_notes
-from orchestrator.ui_tables import render_summary
+from orchestrator.ui_tables import abbreviate, render_summary
 
 __all__ = ["FileReporter", "JsonReporter", "RichReporter", "render_plan", "render_summary"]
 
@@ -68,21 +76,34 @@ class JsonReporter:
             self.stream.flush()
 
 
+NARROW = 110  # below this many columns the live view drops its bars and abbreviates ids
+
+
 class RichReporter:
-    """Live progress: one bar for the run, one line per task with its latest log line."""
+    """Live progress: one bar for the run, one line per task with its latest log line.
+
+    Task id and state are never cut: in a terminal narrower than ``NARROW`` the bars go, ids
+    are abbreviated by ``ui_tables.ABBREV`` and only the log line gives way (ellipsis)."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
-        self.progress = Progress(
+        self.narrow = console.width < NARROW
+        whole = Column(no_wrap=True)
+        columns: list[ProgressColumn] = [
             SpinnerColumn(),
-            TextColumn("[bold]{task.description}", justify="left"),
-            BarColumn(bar_width=20),
-            TextColumn("{task.fields[state]:<8}"),
+            TextColumn("[bold]{task.description}", justify="left", table_column=whole),
+        ]
+        if not self.narrow:
+            columns.append(BarColumn(bar_width=20))
+        columns += [
+            TextColumn("{task.fields[state]:<8}", table_column=Column(no_wrap=True, min_width=8)),
             TimeElapsedColumn(),
-            TextColumn("[dim]{task.fields[line]}"),
-            console=console,
-            transient=False,
-        )
+            TextColumn(
+                "[dim]{task.fields[line]}",
+                table_column=Column(no_wrap=True, overflow="ellipsis", ratio=1),
+            ),
+        ]
+        self.progress = Progress(*columns, console=console, transient=False, expand=True)
         self._rows: dict[str, TaskID] = {}
         self._overall: TaskID | None = None
         self._lock = threading.Lock()
@@ -101,12 +122,14 @@ class RichReporter:
             for tid, _machine, status in e.tasks:
                 pending = status == "pending"
                 self._rows[tid] = self.progress.add_task(
-                    tid,
+                    abbreviate(tid) if self.narrow else tid,
                     total=None if pending else 1,
                     completed=0 if pending else 1,  # skipped/done rows show no spinner
                     state=status,
                     line="",
                 )
+                if not pending:  # an update marks it finished (add_task alone does not)
+                    self.progress.update(self._rows[tid], completed=1)
         elif isinstance(e, TaskEvent) and e.task_id in self._rows:
             row = self._rows[e.task_id]
             fields: dict[str, object] = {"state": e.state}

@@ -122,3 +122,31 @@ def test_a_long_path_is_printed_whole_on_a_line_of_its_own() -> None:
     path = "/very/long/" + "d" * 60 + "/report.md"
     print_path(Console(file=buf, width=40), "wrote", path)
     assert buf.getvalue().splitlines() == ["wrote", f"  {path}"]
+
+
+def test_the_live_view_at_80_columns_keeps_ids_and_states_whole() -> None:
+    import io
+
+    from rich.console import Console
+
+    from orchestrator.events import RunEnded, RunStarted, TaskEvent, TaskOutput
+    from orchestrator.ui import RichReporter
+
+    console = Console(file=io.StringIO(), force_terminal=True, width=80, record=True)
+    ui = RichReporter(console)
+    ids = ["mnist-tensorflow-momentum-cpu", "mnist-tensorflow-momentum-gpu"]
+    ui.event(
+        RunStarted(RUN, f"runs/{RUN}", ((ids[0], "local", "pending"), (ids[1], "-", "skipped")))
+    )
+    ui.event(TaskEvent(ids[0], "running", "local"))
+    ui.event(TaskOutput(ids[0], "epoch 1/2: loss 0.4974, error 0.0749, 68,018 samples/s\n"))
+    ui.event(TaskEvent(ids[0], "done", "13.7s"))
+    ui.event(RunEnded(RUN, "done"))
+    frame = Console(file=io.StringIO(), width=80, record=True)  # the last frame, without
+    frame.print(ui.progress.get_renderable())  # the live display's redraw codes
+    lines = [ln.rstrip() for ln in frame.export_text().splitlines()]
+    assert all(len(line) <= 80 for line in lines)
+    assert any(ln.split()[:2] == ["mnist-tf-mom-cpu", "done"] for ln in lines), lines
+    assert any(ln.split()[:2] == ["mnist-tf-mom-gpu", "skipped"] for ln in lines), (
+        lines
+    )  # no spinner
