@@ -7,7 +7,10 @@ quoting. Each rule gives a located issue; nothing here touches a machine.
   1. Budget, deadlines and timeouts have sane maxima (``MAXIMA``).
   2. The matrix has between 1 and ``MAX_TASKS`` tasks per job and in all (counted without
      expanding it); task ids and the name fit in directory names; ``ssh_cidr`` is a CIDR.
-  3. SSH host fields that are given are not blank (``host``, ``user``, ``key``).
+  3. SSH host fields that are given are not blank; ``host`` is a host name or address (never
+     an option such as ``-oProxyCommand``); ``host_key`` has the shape of a public key line.
+     (Whether a host key is pinned at all, and whether key files exist, is for where the ssh
+     config is resolved: it may supply ``IdentityFile`` and ``UserKnownHostsFile``.)
   4. In ``run:`` only ``{name}`` (a param's name) is a placeholder: positional ``{0}``/``{}``,
      attribute or index access and format specs are refused. A placeholder inside quotes
      (``'{v}'``, ``"{v}"``) is refused too: values are already shell-quoted, and quoting them
@@ -16,6 +19,7 @@ quoting. Each rule gives a located issue; nothing here touches a machine.
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import math
 import re
@@ -24,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 from orchestrator.errors import SpecIssue
 from orchestrator.matrix import AXES, expand
-from orchestrator.spec import Experiment, Job
+from orchestrator.spec import Experiment, Host, Job
 
 MAX_TASKS = 10_000
 MAX_TASK_ID = 200  # bytes; a directory name may have 255
@@ -38,6 +42,7 @@ MAX_TIMEOUT_MINUTES = 7 * 24 * 60
 
 Issue = Callable[[tuple[str | int, ...], str, str | None], SpecIssue]
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_HOST = re.compile(r"^[A-Za-z0-9_.:%\[\]][A-Za-z0-9_.:%\[\]-]*$")  # a name, IPv4/6, or an alias
 
 
 def limit_issues(exp: Experiment, issue: Issue) -> Iterator[SpecIssue]:
@@ -85,10 +90,37 @@ def limit_issues(exp: Experiment, issue: Issue) -> Iterator[SpecIssue]:
         except ValueError as exc:
             yield issue(("ssh_cidr",), f"not a CIDR: {exc}", "e.g. 203.0.113.7/32")
     for h, host in enumerate(exp.hosts):
-        for key in ("host", "user", "key"):
-            value = getattr(host, key)
-            if value is not None and not str(value).strip():
-                yield issue(("hosts", h, key), f"'{key}' is empty", None)
+        yield from _host_issues(host, ("hosts", h), issue)
+
+
+def _host_issues(host: Host, loc: tuple[str | int, ...], issue: Issue) -> Iterator[SpecIssue]:
+    """Rule 3: what would only fail at connect time (exit 4) is said at plan (exit 2)."""
+    for key in ("host", "user", "key", "python", "workspace_root", "known_hosts", "name"):
+        value = getattr(host, key, None)
+        if value is not None and not str(value).strip():
+            yield issue((*loc, key), f"'{key}' is empty", None)
+    if host.host.strip() and not _HOST.match(host.host):
+        yield issue((*loc, "host"), f"{host.host!r} is not a host name or address", None)
+    if host.host_key is not None and not _host_key_ok(host.host_key):
+        yield issue(
+            (*loc, "host_key"),
+            "not a public key line ('TYPE BASE64 [comment]')",
+            f"ssh-keyscan -p {host.port or 22} {host.host} prints it",
+        )
+
+
+def _host_key_ok(line: str) -> bool:
+    """The shape the transport accepts: an OpenSSH public key or known_hosts line."""
+    parts = line.split()
+    if len(parts) >= 3 and not parts[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        parts = parts[1:]
+    if len(parts) < 2 or not parts[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        return False
+    try:
+        base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        return False
+    return True
 
 
 def matrix_size(job: Job) -> int:

@@ -44,8 +44,9 @@ SSH_BASE: dict[str, Any] = {
             "host": "127.0.0.1",
             "port": 2222,
             "user": "me",
-            "key": "~/.ssh/id_ed25519",
-            "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE",
+            "key": __file__,  # a file that exists wherever the tests run
+            "host_key": "ssh-ed25519 "
+            "AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl",
         }
     ],
     "jobs": [{"trainer": "mnist", "epochs": 1}],
@@ -211,6 +212,12 @@ HAND.update(
         "ssh-slots-0": _ssh_with(slots=0),
         "ssh-gpus-neg": _ssh_with(gpus=-1),
         "ssh-hosts-scalar": dump({**SSH_BASE, "hosts": "127.0.0.1"}),
+        "ssh-host-option": _ssh_with(host="-oProxyCommand=touch pwned"),
+        "ssh-host-space": _ssh_with(host="bad host"),
+        "ssh-garbage-host-key": _ssh_with(host_key="garbage"),
+        "ssh-bad-base64-host-key": _ssh_with(host_key="ssh-ed25519 AAAA!!!"),
+        "ssh-empty-python": _ssh_with(python=""),
+        "ssh-empty-workspace": _ssh_with(workspace_root=" "),
     }
 )
 
