@@ -14,6 +14,7 @@
     │   ├── HostKeyMismatch               never auto-accepted
     │   ├── ConnectError
     │   ├── RemoteDiskFull
+    │   ├── RejectedFile     exit 1       a fetched file broke infra.transport.fetch's rules
     │   └── CommandFailed                 .result holds argv, exit code, output
     ├── TaskFailed           exit 1       some task failed; the run went on and lists it
     ├── RunCapped            exit 3       the cost guard stopped the run at the cap
