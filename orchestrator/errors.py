@@ -21,7 +21,8 @@
     ├── RunInterrupted       exit 130     Ctrl-C/SIGTERM, after cleanup; `--resume RUN` hint
     ├── UnknownRun           exit 2       a run id the journal does not know
     ├── RunBusy              exit 2       the run's orchestrator is alive (pid, host): no resume
-    └── UsageError           exit 2       a command-line value missing or unknown; names the flag
+    ├── UsageError           exit 2       a command-line value missing or unknown; names the flag
+    └── UnusableDir          exit 2       the state or runs directory cannot be made or written
 
 The CLI prints ``str(error)`` without a traceback and exits with ``error.exit_code``; anything
 else is a bug (traceback, exit 70).
