@@ -86,9 +86,10 @@ def test_a_trainer_orphaned_by_an_outage_is_stopped_by_down(
     server = sshd_fleet(1)[0]
     env = run_exp(tmp_path, [host(server, tmp_path)])
     exp = yaml.safe_load((tmp_path / "exp.yaml").read_text())
-    exp["jobs"] = [{"trainer": "mnist", "epochs": 60}]
+    # The remote trainer's environment is the ssh session's: a plain long command, not FAKE_*.
+    exp.update(workdir="work", jobs=[{"name": "long", "run": "sleep 120"}])
+    (tmp_path / "work").mkdir()
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
-    env["FAKE_EPOCH_S"] = "1"
     proc, (run_id, job) = start_and_wait(
         "exp.yaml",
         env,
