@@ -5,14 +5,19 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import yaml
 
 from infra.transport.local import LocalTransport
 from tests.cli import last_json, orchestrate
 from tests.fakes import FAKE_TRAINERS
+from tests.sshd import SshdServer
 
 EXP = "name: paths\njobs:\n  - trainer: mnist\n    epochs: 1\n"
 
@@ -29,9 +34,9 @@ def env(tmp_path: Path) -> dict[str, str]:
     )
 
 
-def clean_exit_2(proc: object, *words: str) -> None:
+def clean_exit_2(proc: subprocess.CompletedProcess[str], *words: str) -> None:
     assert proc.returncode == 2, proc.stderr
-    err = str(proc.stderr)
+    err = proc.stderr
     assert "Traceback" not in err and all(w in err for w in words), err
 
 
@@ -96,3 +101,36 @@ def test_the_wrapper_reports_a_missing_directory_with_a_quote(tmp_path: Path) ->
         time.sleep(0.02)
     assert status.exit_code == 97
     assert "no such directory" in log.read_text() and "gone'dir" in log.read_text()
+
+
+@pytest.mark.sshd
+def test_quotes_in_an_ssh_workspace(
+    tmp_path: Path, env: dict[str, str], sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    server = sshd_fleet(1)[0]
+    (tmp_path / "work").mkdir()
+    (tmp_path / "work" / "t.py").write_text("print('ran')\n")
+    exp = {
+        "name": "odd-ssh",
+        "provider": "ssh",
+        "workdir": "work",
+        "hosts": [
+            {
+                "host": server.host,
+                "port": server.port,
+                "user": server.user,
+                "key": server.key_path,
+                "host_key": server.host_key,
+                "python": sys.executable,
+                "workspace_root": str(tmp_path / 'it\'s $HOME "remote"'),
+            }
+        ],
+        "jobs": [
+            {"run": "python t.py", "setup": "echo set up"},
+            {"trainer": "mnist", "epochs": 1},
+        ],
+    }
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert last_json(proc)["counts"] == {"done": 2}
