@@ -49,7 +49,7 @@ def test_a_runs_dir_that_is_a_file(tmp_path: Path, env: dict[str, str]) -> None:
 def test_a_state_dir_that_is_a_file(tmp_path: Path, env: dict[str, str]) -> None:
     (tmp_path / "state").write_text("not a dir")
     for verb in ("plan", "run", "status"):
-        args = [verb] if verb == "status" else [verb, "exp.yaml"]
+        args: list[str] = [verb] if verb == "status" else [verb, "exp.yaml"]
         clean_exit_2(orchestrate(args, env, tmp_path), "state directory", "a file is in the way")
 
 
