@@ -10,6 +10,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 import shlex
 import threading
 import time
@@ -140,6 +141,16 @@ class SetupGate:
             raise TaskSetupFailed(f"setup failed (exit {status.exit_code}): {tail}")
 
 
+# C0 controls but tab, newline and carriage return; DEL; C1 controls (an 8-bit CSI is 0x9b).
+_CONTROLS = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """A remote's log text made safe for a terminal: escape sequences and other controls are
+    shown as ``\\x1b``-style text, never acted on (``task.log`` keeps the raw bytes)."""
+    return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
+
+
 def job_record(job: Job, machine: Machine) -> dict[str, object]:
     """What the journal keeps of a detached job, so ``down`` can reach and stop it."""
     return {"pid": job.pid, "job_dir": job.job_dir, "log": job.log, "machine_id": machine.id}
@@ -168,7 +179,7 @@ def follow(
             if status.log_chunk:
                 fh.write(status.log_chunk)
                 fh.flush()
-                reporter.event(TaskOutput(task_id, status.log_chunk))
+                reporter.event(TaskOutput(task_id, printable(status.log_chunk)))
             if status.finished:
                 return status.exit_code, False, False
             over_time = timeout_s is not None and time.monotonic() - t0 > timeout_s
@@ -178,7 +189,7 @@ def follow(
                 final = transport.poll(job, log_offset=offset)
                 if final.log_chunk:
                     fh.write(final.log_chunk)
-                    reporter.event(TaskOutput(task_id, final.log_chunk))
+                    reporter.event(TaskOutput(task_id, printable(final.log_chunk)))
                 return final.exit_code, stopping, over_time and not stopping
             time.sleep(delay)
             delay = min(delay * POLL_GROWTH, poll_max_s)

@@ -143,3 +143,12 @@ def test_a_stop_after_end_ok_leaves_the_task_done(tmp_path: Path) -> None:
     assert outcome(timed_out=True) == ("done", None)
     timing.write_text('{"event": "end", "status": "failed"}\n')
     assert outcome(stopped=True)[0] == "stopped"
+
+
+def test_printable_defuses_terminal_escapes_from_a_remote_log() -> None:
+    from orchestrator.task_run import printable
+
+    text = "epoch 1\x1b]0;pwned\x07 \x1b[2J\x9b31m\ttab\r\nnext é\n"
+    out = printable(text)
+    assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
+    assert out == "epoch 1\\x1b]0;pwned\\x07 \\x1b[2J\\x9b31m\ttab\r\nnext é\n"
