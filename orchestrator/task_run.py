@@ -258,11 +258,12 @@ def task_outcome(
 
 
 def last_line(path: Path) -> str:
+    """The log's last non-blank line (for a failed task's reason), terminal-safe."""
     try:
         lines = [ln for ln in path.read_text(errors="replace").splitlines() if ln.strip()]
     except OSError:
         return ""
-    return lines[-1][:300] if lines else ""
+    return printable(lines[-1][:300]) if lines else ""
 
 
 def collect_outputs(work: str, out: str, patterns: tuple[str, ...], *, newer_than: str) -> str:
