@@ -68,7 +68,9 @@ class TfMlp:
         h = x
         n_layers = len(self._params) // 2
         for i in range(n_layers):
-            h = tf.matmul(h, self._params[2 * i]) + self._params[2 * i + 1]
+            # bias_add, not +: Grappler fuses MatMul+BiasAdd(+Relu) into one oneDNN kernel
+            # (about 5% more samples/s at batch 500 on the 2-core host, issue 18).
+            h = tf.nn.bias_add(tf.matmul(h, self._params[2 * i]), self._params[2 * i + 1])
             if i < n_layers - 1:
                 h = tf.nn.relu(h)
         return h
