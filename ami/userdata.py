@@ -43,12 +43,15 @@ DEADLINE_PATH = "/etc/orchestrate/deadline"
 DEADLINE_UNIT = "orchestrate-deadline"
 _UNIT_DIR = "/etc/systemd/system"
 # Readiness check over SSH: exit 0 once the timer is armed, 3 while cloud-init is still at work
-# (not armed *yet*), anything else when it will never be armed.
+# (not armed *yet*), anything else when it will never be armed. "Finished" is cloud-init's own
+# result file (written after runcmd, world-readable): ``cloud-init status`` run by the login
+# user over SSH is not reliable across versions (it can say "running" after an error).
+CLOUD_INIT_RESULT = "/run/cloud-init/result.json"
 DEADLINE_CHECK = (
     f"systemctl is-active --quiet {DEADLINE_UNIT}.timer && exit 0; "
-    "s=$(cloud-init status 2>/dev/null || true); "
-    'case "$s" in *running*|*"not run"*|"") exit 3;; esac; '
-    f'echo "{DEADLINE_UNIT}.timer is not armed (cloud-init: $s)" >&2; exit 1'
+    f"[ -e {CLOUD_INIT_RESULT} ] || exit 3; "
+    "s=$(cloud-init status 2>/dev/null | tr -s '\\n' ' '); "
+    f'echo "{DEADLINE_UNIT}.timer is not armed (cloud-init finished: $s)" >&2; exit 1'
 )
 
 _CREDENTIAL_PATTERNS = (

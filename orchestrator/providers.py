@@ -6,15 +6,13 @@ paramiko (SkyPilot/TorchX registries).
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from infra.errors import CredentialsError, ProviderError
-from infra.provider import Address, LaunchRequest, Machine, MachineRequest, Provider, SpotMode
+from infra.provider import LaunchRequest, Machine, MachineRequest, Provider, SpotMode
 from infra.transport.base import Transport
 from orchestrator.cost import PriceSource, instance_deadline
 from orchestrator.errors import SpecError, SpecIssue
@@ -55,10 +53,10 @@ def build_provider(
 
         gpus_env = os.environ.get(LOCAL_GPUS_ENV)
         lp = LocalProvider(
-            # Own commands share one workdir, where outputs are told apart by time: one at once.
-            slots=1 if any(job.run for job in exp.jobs) else None,
             workspace_root=str((state_dir / "workspaces").resolve()),
             gpus=int(gpus_env) if gpus_env else None,
+            # Own commands share one workdir, where outputs are told apart by time: one at once.
+            slots=1 if any(job.run for job in exp.jobs) else None,
         )
         req = MachineRequest(
             run_id=run_id,
@@ -127,7 +125,6 @@ def _aws(
     from ami.spec import ImageSpecError, spec_for
     from infra.aws import AwsProvider
 
-    stand_in = _stand_in_instance()
     provider: Provider = AwsProvider(
         state_dir=state_dir / "aws",
         region=exp.region,
@@ -135,10 +132,7 @@ def _aws(
         ssh_cidr=exp.ssh_cidr,
         allow_open_ssh=exp.allow_open_ssh,
         prices=_CatalogPrices(prices) if prices is not None else None,
-        transport_factory=stand_in.transport if stand_in else None,
     )
-    if stand_in is not None:
-        provider = StandInInstances(provider, stand_in)
     offers = []
     issues = []
     region = exp.region or "us-east-1"
@@ -207,67 +201,3 @@ class OfflinePlanning:
 
     def connect(self, machine: Machine) -> Transport:
         raise ProviderError("a plan-only provider reaches nothing")
-
-
-STAND_IN_ENV = "ORCHESTRATE_TEST_INSTANCE"
-
-
-@dataclass(frozen=True)
-class StandIn:
-    """A host that plays every EC2 instance: the one part of AWS that cannot run here.
-
-    Set through ``$ORCHESTRATE_TEST_INSTANCE`` (JSON: host, port, user, key_path, host_key,
-    python) by the end-to-end tests, which run every AWS call against moto and every SSH
-    session against a real sshd on 127.0.0.1.
-    """
-
-    address: Address
-    python: str
-
-    def transport(self, address: Address) -> Transport:
-        from infra.transport.ssh import SshTransport
-
-        return SshTransport(self.address, deadline_s=20.0)
-
-
-def _stand_in_instance() -> StandIn | None:
-    raw = os.environ.get(STAND_IN_ENV)
-    if not raw:
-        return None
-    data = json.loads(raw)
-    python = data.pop("python", "python3")
-    return StandIn(Address(**data), python)
-
-
-class StandInInstances:
-    """The AWS provider with its machines played by the stand-in host (tests only)."""
-
-    def __init__(self, inner: Any, stand_in: StandIn) -> None:
-        self.inner = inner
-        self.stand_in = stand_in
-        self.name = inner.name
-
-    def prepare(self, req: MachineRequest) -> LaunchRequest:
-        result: LaunchRequest = self.inner.prepare(req)
-        return result
-
-    def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
-        machine: Machine = self.inner.acquire(launch, token=token)
-        return machine
-
-    def release(self, machine_id: str) -> None:
-        self.inner.release(machine_id)
-
-    def owned(self, *, run_id: str | None = None) -> list[Machine]:
-        machines: list[Machine] = self.inner.owned(run_id=run_id)
-        return machines
-
-    def connect(self, machine: Machine) -> Transport:
-        return self.stand_in.transport(self.stand_in.address)
-
-    def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
-        # The stand-in already has the trainers' frameworks: no image setup to run.
-        return replace(machine, python=self.stand_in.python)
-
-    def teardown_run(self, run_id: str) -> Any:
-        return self.inner.teardown_run(run_id)

@@ -17,6 +17,12 @@ from pathlib import Path
 ENDPOINTS_ENV = "ORCHESTRATE_AWS_ENDPOINTS"
 
 
+def endpoints_mapped() -> bool:
+    """Whether an endpoint map is in force: then an instance not in it is not reachable *yet*
+    (its tunnel or emulated machine is still coming up), never reached at its public IP."""
+    return bool(os.environ.get(ENDPOINTS_ENV))
+
+
 def endpoint_for(instance_id: str) -> tuple[str, int] | None:
     """``(host, port)`` for ``instance_id`` from the endpoint map, or None (use the public IP)."""
     path = os.environ.get(ENDPOINTS_ENV)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ami.resolve import ImageRef
 from ami.spec import ImageSpec
 from ami.userdata import DEADLINE_CHECK
-from infra.aws.endpoints import endpoint_for
+from infra.aws.endpoints import endpoint_for, endpoints_mapped
 from infra.aws.errors import aws_errors, error_code
 from infra.aws.hostkeys import generate_ed25519, public_line_of, write_private_key
 from infra.aws.requests import (
@@ -356,6 +356,12 @@ def wait_ready(provider: AwsProvider, instance_id: str, pinned: str | None) -> M
 
     delay, last, stage = 1.0, "", "SSH"
     while True:
+        if endpoints_mapped() and endpoint_for(instance_id) is None:
+            last = "no endpoint mapped yet"
+            if clock.monotonic() >= deadline:
+                raise out_of_time(stage, f": {last}")
+            provider.sleep(waits.poll_s / 5)
+            continue
         # Re-read each time: the endpoint of an instance can appear after it is running.
         machine = machine_from(provider, inst, host_key=pinned)
         assert machine.address is not None

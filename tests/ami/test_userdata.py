@@ -10,12 +10,14 @@ import yaml
 
 from ami.spec import ImageSpec
 from ami.userdata import (
+    CLOUD_INIT_RESULT,
+    DEADLINE_CHECK,
     HostKey,
     UserDataError,
-    render_user_data,
-    setup_commands,
     arm_deadline_command,
     deadline_units,
+    render_user_data,
+    setup_commands,
 )
 
 DEADLINE = datetime(2030, 1, 1, 14, 0, tzinfo=UTC)
@@ -90,3 +92,34 @@ def test_setup_scripts_are_valid_bash() -> None:
     for flavour in ("cpu", "cuda"):
         script = setup_commands(ImageSpec(name="t", flavour=flavour))
         subprocess.run(["bash", "-n"], input=script, text=True, check=True)
+
+
+@pytest.mark.parametrize(
+    ("timer_active", "finished", "expected"),
+    [(True, False, 0), (False, False, 3), (False, True, 1), (True, True, 0)],
+)
+def test_deadline_check_tells_armed_not_yet_and_never_apart(
+    tmp_path: Path, timer_active: bool, finished: bool, expected: int
+) -> None:
+    """The readiness check's three answers, with systemctl and cloud-init played by scripts."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "systemctl").write_text(f"#!/bin/sh\nexit {0 if timer_active else 3}\n")
+    (bin_dir / "cloud-init").write_text("#!/bin/sh\necho 'status: error'\nexit 1\n")
+    for tool in bin_dir.iterdir():
+        tool.chmod(0o755)
+    result = tmp_path / "result.json"
+    if finished:
+        result.write_text("{}")
+    check = DEADLINE_CHECK.replace(CLOUD_INIT_RESULT, str(result))
+    assert check != DEADLINE_CHECK
+    proc = subprocess.run(
+        ["bash", "-c", check],
+        env={"PATH": f"{bin_dir}:/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == expected, proc.stderr
+    if expected == 1:
+        assert "not armed" in proc.stderr and "status: error" in proc.stderr

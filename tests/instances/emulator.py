@@ -126,10 +126,19 @@ class InstanceEmulator:
             found[spec.name] = ami.id
         return found
 
-    def register_baked(self, spec_name: str) -> str:
-        """An image tagged as a finished bake of ``spec_name``: the base plus an empty venv."""
+    def register_baked(self, spec_name: str, *, mask_deadline: bool = False) -> str:
+        """An image tagged as a finished bake of ``spec_name``: the base plus an empty venv.
+
+        ``mask_deadline`` makes it a broken image whose deadline timer cannot start.
+        """
         spec = load_specs()[spec_name]
-        layer = self._venv_layer()
+        layers = [self.base, self._venv_layer()]
+        if mask_deadline:
+            mask = self.workdir / "mask-deadline-layer"
+            units = mask / "etc" / "systemd" / "system"
+            units.mkdir(parents=True, exist_ok=True)
+            (units / "orchestrate-deadline.timer").symlink_to("/dev/null")
+            layers.append(mask)
         image_id = self.ec2.register_image(
             Name=f"orchestrate-{spec.name}-{spec_hash(spec)}-emulated",
             Architecture="x86_64",
@@ -144,7 +153,7 @@ class InstanceEmulator:
                 {"Key": "orchestrate:owner", "Value": "emulator"},
             ],
         )
-        self.images[image_id] = [self.base, layer]
+        self.images[image_id] = layers
         return image_id
 
     def _venv_layer(self) -> Path:
