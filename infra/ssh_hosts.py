@@ -1,169 +1,25 @@
 """SshHostsProvider: machines you already own, reached over SSH with pinned host keys.
 
 Nothing is created or destroyed: ``acquire`` checks that the host answers (one connection, one
-command) and ``release`` only forgets it. Hosts come from the experiment file as plain dicts
-(``HostSpec.from_dict``), so the engine needs no SSH knowledge to build this provider.
-
-``bootstrap`` prepares a workspace on any ``Transport`` (SSH or local): it creates the
-directory, runs the setup steps once per setup hash (a marker file holds the hash), and
-reports the Python and framework versions found.
+command) and ``release`` only forgets it. Hosts come from the experiment file as ``HostSpec``s
+(``infra.host_spec``), so the engine needs no SSH knowledge to build this provider.
 """
 
 from __future__ import annotations
 
 import difflib
-import getpass
-import json
-import shlex
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from infra.errors import CommandFailed, ProviderError
+from infra.errors import ProviderError
+from infra.host_spec import HostSpec
 from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
 from infra.ssh_python import AUTO, auto_python
 from infra.transport.base import Transport
 from infra.transport.ssh import SshTransport
 
-# Keys a host entry may use in the experiment file, and the field each one fills.
-_ALIASES = {"key": "key_path", "identity_file": "key_path", "workspace": "workspace_root"}
-
-
-@dataclass(frozen=True)
-class HostSpec:
-    """One host from the inventory.
-
-    ``cpus`` None means "ask the host" (``nproc`` at acquire); ``slots`` is how many tasks the
-    plan may run on it at once. One of ``host_key`` (an OpenSSH public key line) or
-    ``known_hosts`` (a file) pins the host key; without either, connecting is refused.
-    """
-
-    name: str
-    host: str
-    port: int = 22
-    user: str = field(default_factory=getpass.getuser)
-    key_path: str | None = None
-    gpus: int = 0
-    cpus: int | None = None
-    slots: int = 1
-    host_key: str | None = None
-    known_hosts: str | None = None
-    python: str = "python3"
-    workspace_root: str = "orchestrate"
-    hourly_usd: float = 0.0
-    jump: Address | None = None  # ProxyJump host (infra.ssh_config)
-
-    @property
-    def address(self) -> Address:
-        return Address(
-            host=self.host,
-            port=self.port,
-            user=self.user,
-            key_path=self.key_path,
-            host_key=self.host_key,
-            known_hosts=self.known_hosts,
-            jump=self.jump,
-        )
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> HostSpec:
-        """Build from ``{host, port, user, key, gpus, ...}``; every problem reported at once.
-
-        ``name`` defaults to ``host`` (``host:port`` when the port is not 22).
-        """
-        known = {f.name for f in fields(cls)}
-        values: dict[str, Any] = {}
-        problems: list[str] = []
-        for key, value in raw.items():
-            target = _ALIASES.get(key, key)
-            if target not in known:
-                close = difflib.get_close_matches(key, sorted(known | set(_ALIASES)), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                problems.append(f"unknown key {key!r}{hint}")
-                continue
-            values[target] = value
-        if "host" not in values:
-            problems.append("missing key 'host'")
-        for name in ("port", "gpus", "cpus", "slots"):
-            if values.get(name) is not None:
-                try:
-                    values[name] = int(values[name])
-                except (TypeError, ValueError):
-                    problems.append(f"{name} must be an integer, not {values[name]!r}")
-        if problems:
-            where = values.get("name") or values.get("host") or "?"
-            raise ProviderError(f"ssh host {where}: " + "; ".join(problems))
-        values.setdefault(
-            "name",
-            values["host"]
-            if values.get("port", 22) == 22
-            else f"{values['host']}:{values['port']}",
-        )
-        return cls(**values)
-
-
-@dataclass(frozen=True)
-class BootstrapReport:
-    """What ``bootstrap`` found and did on a machine."""
-
-    python_version: str
-    frameworks: Mapping[str, str | None]  # distribution -> version, None when absent
-    setup_ran: bool
-
-
-DEFAULT_FRAMEWORKS = ("tensorflow", "tensorflow-cpu", "pytensor", "numba", "numpy", "jax")
-SETUP_MARKER = ".orchestrate-setup"
-
-_VERSIONS = """
-import importlib.metadata as md, json, platform, sys
-out = {}
-for name in sys.argv[1:]:
-    try:
-        out[name] = md.version(name)
-    except md.PackageNotFoundError:
-        out[name] = None
-print(json.dumps({"python": platform.python_version(), "frameworks": out}))
-"""
-
-
-def bootstrap(
-    transport: Transport,
-    workspace: str,
-    setup_steps: Sequence[str],
-    setup_hash: str,
-    *,
-    python: str = "python3",
-    frameworks: Iterable[str] = DEFAULT_FRAMEWORKS,
-) -> BootstrapReport:
-    """Make ``workspace`` ready: create it, run ``setup_steps`` unless already run for this
-    ``setup_hash``, then report Python and framework versions.
-
-    Contract:
-      1. Idempotent: a second call with the same hash runs no step.
-      2. Steps run in order under ``sh -c``; the first failure raises ``CommandFailed`` and
-         leaves no marker, so the next call runs them all again.
-      3. A missing interpreter raises ``ProviderError`` naming it.
-    """
-    ws = shlex.quote(workspace)
-    marker = f"{workspace}/{SETUP_MARKER}"
-    done = transport.run(
-        ["sh", "-c", f"mkdir -p {ws} && cat {ws}/{SETUP_MARKER} 2>/dev/null; true"]
-    )
-    ran = done.stdout.strip() != setup_hash
-    if ran:
-        for step in setup_steps:
-            transport.run(["sh", "-c", step], env={"ORCHESTRATE_WORKSPACE": workspace})
-        transport.run(["sh", "-c", f"printf %s {shlex.quote(setup_hash)} > {shlex.quote(marker)}"])
-    try:
-        found = transport.run([python, "-c", _VERSIONS, *frameworks])
-    except CommandFailed as exc:
-        raise ProviderError(
-            f"{python} did not run on the machine (exit {exc.result.exit_code}): "
-            f"{exc.result.tail()}; install Python 3.11+ there or set the host's 'python'"
-        ) from exc
-    data = json.loads(found.stdout)
-    return BootstrapReport(data["python"], data["frameworks"], ran)
+__all__ = ["HostSpec", "SshHostsProvider"]
 
 
 class SshHostsProvider:

@@ -11,8 +11,8 @@ from __future__ import annotations
 import getpass
 from pathlib import Path
 
+from infra.host_spec import HostSpec
 from infra.ssh_config import SshConfig
-from infra.ssh_hosts import HostSpec
 from orchestrator.spec import Experiment
 
 

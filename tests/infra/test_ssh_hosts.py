@@ -1,4 +1,4 @@
-"""SshHostsProvider and bootstrap against real sshd servers."""
+"""SshHostsProvider against real sshd servers."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from infra.errors import CommandFailed, ConnectError, HostKeyMismatch, ProviderError
+from infra.errors import ConnectError, HostKeyMismatch, ProviderError
 from infra.provider import MachineRequest, Provider
-from infra.ssh_hosts import HostSpec, SshHostsProvider, bootstrap
+from infra.ssh_hosts import HostSpec, SshHostsProvider
 from infra.transport.ssh import SshTransport
 from tests.sshd import SshdServer, keygen
 
@@ -119,32 +119,6 @@ def test_acquire_refuses_a_host_with_another_key(sshd: SshdServer, tmp_path: Pat
     provider = SshHostsProvider([spec])
     with pytest.raises(HostKeyMismatch):
         provider.acquire(provider.prepare(request("evil")), token="t")
-
-
-@pytest.mark.sshd
-def test_bootstrap_runs_setup_once_per_hash(ssh_transport: SshTransport, tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    counter = tmp_path / "count"
-    steps = [f"echo step >> {counter}", 'test -d "$ORCHESTRATE_WORKSPACE"']
-    first = bootstrap(ssh_transport, str(ws), steps, "hash-1", frameworks=["pytest", "nope-x"])
-    assert first.setup_ran and ws.is_dir()
-    assert first.python_version.count(".") == 2
-    assert first.frameworks["nope-x"] is None
-    second = bootstrap(ssh_transport, str(ws), steps, "hash-1")
-    assert not second.setup_ran
-    assert counter.read_text() == "step\n"
-    third = bootstrap(ssh_transport, str(ws), steps, "hash-2")
-    assert third.setup_ran and counter.read_text() == "step\nstep\n"
-
-
-@pytest.mark.sshd
-def test_bootstrap_failure_leaves_no_marker(ssh_transport: SshTransport, tmp_path: Path) -> None:
-    ws = tmp_path / "ws"
-    with pytest.raises(CommandFailed):
-        bootstrap(ssh_transport, str(ws), ["echo broken >&2; exit 4"], "h")
-    assert not (ws / ".orchestrate-setup").exists()
-    with pytest.raises(ProviderError, match="no-such-python"):
-        bootstrap(ssh_transport, str(ws), [], "h", python="no-such-python")
 
 
 def test_spec_address_carries_the_pin() -> None:
