@@ -12,8 +12,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from infra.prices import PriceSource
 from infra.provider import LaunchRequest, MachineRequest, Provider
-from orchestrator.cost import PriceSource
 from orchestrator.errors import BudgetError
 from orchestrator.matrix import Task, expand
 from orchestrator.resources import TypeChoice

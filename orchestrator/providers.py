@@ -12,9 +12,10 @@ from datetime import datetime
 from pathlib import Path
 
 from infra.errors import CredentialsError, ProviderError
+from infra.prices import PriceSource
 from infra.provider import LaunchRequest, Machine, MachineRequest, Provider, SpotMode
 from infra.transport.base import Transport
-from orchestrator.cost import PriceSource, instance_deadline
+from orchestrator.cost import instance_deadline
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.plan import MachineOffer, deadline_for
 from orchestrator.spec import Experiment

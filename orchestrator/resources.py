@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from orchestrator.cost import PriceSource
+from infra.prices import PriceSource
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.spec import Experiment, MachineClass
 

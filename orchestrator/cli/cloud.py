@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from infra.prices import load_catalog
 from infra.provider import Provider
-from orchestrator.cost import load_catalog
 from orchestrator.errors import SpecError, SpecIssue, UsageError
 from orchestrator.providers import build_provider
 from orchestrator.resources import resolve_machines

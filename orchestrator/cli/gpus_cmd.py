@@ -13,8 +13,8 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from infra.prices import load_catalog
 from orchestrator.cli.run import console
-from orchestrator.cost import load_catalog
 from orchestrator.resources import gpu_rows
 
 

@@ -11,8 +11,9 @@ from typing import Any
 
 from rich.table import Table
 
+from infra.prices import load_catalog
 from orchestrator.cli.run import build_plan, console, execute_run, run_args
-from orchestrator.cost import ledger, load_catalog
+from orchestrator.cost import ledger
 from orchestrator.errors import SpecError, SpecIssue, UnknownRun
 from orchestrator.schedule import serve, tick, validate_cron
 from orchestrator.schedule_store import ScheduleRow, ScheduleStore
@@ -71,8 +72,7 @@ def _price(value: float | None) -> str:
 
 def cmd_prices(args: argparse.Namespace) -> int:
     if args.refresh:
-        from orchestrator.cost import save_catalog
-        from orchestrator.pricing import refresh_catalog
+        from infra.prices import refresh_catalog, save_catalog
 
         path = save_catalog(
             refresh_catalog(load_catalog(args.state_dir), args.region), args.state_dir

@@ -16,8 +16,9 @@ from types import FrameType
 from rich.console import Console
 
 from infra.errors import OrchestrateError
+from infra.prices import load_catalog
 from infra.provider import Provider
-from orchestrator.cost import CostGuard, load_catalog
+from orchestrator.cost import CostGuard
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import RunInterrupted, UnknownRun
 from orchestrator.events import Reporter, TeeReporter

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from infra.prices import load_catalog
 from infra.provider import MachineRequest
-from orchestrator.cost import CostGuard, instance_deadline, ledger, load_catalog
+from orchestrator.cost import CostGuard, instance_deadline, ledger
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.events import RecordingReporter, TaskEvent
 from orchestrator.plan import MachineOffer, make_plan

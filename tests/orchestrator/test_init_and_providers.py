@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.prices import load_catalog
 from orchestrator.cli.init_cmd import AlreadyExists, cmd_init
-from orchestrator.cost import load_catalog
 from orchestrator.matrix import expand
 from orchestrator.providers import build_provider
 from orchestrator.specfile import load_experiment, parse_experiment

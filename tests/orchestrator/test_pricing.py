@@ -2,8 +2,7 @@ from __future__ import annotations
 
 import json
 
-from orchestrator.cost import load_catalog, save_catalog
-from orchestrator.pricing import refresh_catalog
+from infra.prices import load_catalog, refresh_catalog, save_catalog
 
 
 class RecordedPricing:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from infra.prices import load_catalog
 from orchestrator.cli import main
-from orchestrator.cost import load_catalog
 from orchestrator.errors import SpecError
 from orchestrator.resources import INSTANCE_TYPES, resolve_machines
 from orchestrator.specfile import parse_experiment
