@@ -59,6 +59,17 @@ def parse_experiment(text: str, filename: str) -> Experiment:
     return exp
 
 
+def located(path: Path, found: list[tuple[Loc, str, str]]) -> SpecError:
+    """A ``SpecError`` for problems found after loading (by checks that need more than the
+    file, such as the ssh config or a known_hosts file), each located in ``path``."""
+    _, positions, _ = parse_yaml(read_spec(Path(path)), str(path))
+    issues = [
+        SpecIssue(str(path), *_position(loc, positions), format_path(loc), message, hint or None)
+        for loc, message, hint in found
+    ]
+    return SpecError(_sorted(issues))
+
+
 def _sorted(issues: list[SpecIssue]) -> list[SpecIssue]:
     return sorted(issues, key=lambda i: (i.line, i.column, i.path))
 

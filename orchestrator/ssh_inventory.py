@@ -12,8 +12,11 @@ import getpass
 from pathlib import Path
 
 from infra.host_spec import HostSpec
+from infra.known_hosts import has_key_for, host_name
 from infra.ssh_config import SshConfig
 from orchestrator.spec import Experiment
+
+Loc = tuple[str | int, ...]
 
 
 def _path(value: str | None) -> str | None:
@@ -44,3 +47,45 @@ def host_specs(exp: Experiment) -> list[HostSpec]:
             )
         )
     return specs
+
+
+def unpinned_hosts(exp: Experiment, specs: list[HostSpec]) -> list[tuple[Loc, str, str]]:
+    """Hosts whose key nothing pins, as (location, message, hint): the transport would refuse
+    them at connect (exit 4) once the run has started, so ``plan`` says so first (exit 2).
+
+    A key is pinned by the entry's ``host_key``, or by a ``known_hosts`` file (the entry's, or
+    the ssh config's ``UserKnownHostsFile``) that holds a line for the host and port.
+    """
+    found: list[tuple[Loc, str, str]] = []
+    for i, (entry, spec) in enumerate(zip(exp.hosts, specs, strict=True)):
+        if spec.host_key:
+            continue
+        scan = f"ssh-keyscan -p {spec.port} {spec.host}"
+        if not spec.known_hosts:
+            found.append(
+                (
+                    ("hosts", i),
+                    f"no host key pinned for {spec.name}: connecting would be refused",
+                    f"add host_key: (the line `{scan}` prints, checked out of band) or "
+                    "known_hosts: a file holding it",
+                )
+            )
+            continue
+        where: Loc = ("hosts", i, "known_hosts") if entry.known_hosts else ("hosts", i)
+        try:
+            pinned = has_key_for(Path(spec.known_hosts), spec.host, spec.port)
+        except OSError as exc:
+            found.append(
+                (where, f"known_hosts file {spec.known_hosts} cannot be read: {exc.strerror}", "")
+            )
+            continue
+        if not pinned:
+            found.append(
+                (
+                    where,
+                    f"{spec.known_hosts} has no key for {host_name(spec.host, spec.port)}: "
+                    "connecting would be refused",
+                    f"add the line `{scan}` prints (checked out of band), or give host_key:",
+                )
+            )
+    return found

@@ -27,7 +27,7 @@ from orchestrator.paths import RunPaths, usable_dir
 from orchestrator.plan import Plan, make_plan
 from orchestrator.providers import OfflinePlanning, build_provider
 from orchestrator.resources import TypeChoice, resolve_machines
-from orchestrator.specfile import load_experiment
+from orchestrator.specfile import load_experiment, located
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
 from orchestrator.ui import FileReporter, JsonReporter, RichReporter, render_plan, render_summary
@@ -102,6 +102,11 @@ def build_plan(
     warning = catalog.staleness_warning(now.date()) if exp.provider == "aws" else None
     if warning:
         print(f"warning: {warning}", file=sys.stderr)
+    if exp.provider == "ssh" and not getattr(args, "local", False):
+        from orchestrator.ssh_inventory import host_specs, unpinned_hosts
+
+        if found := unpinned_hosts(exp, host_specs(exp)):  # refused at connect: say it now
+            raise located(Path(args.file), found)
     provider: Provider = setup.provider if for_run else OfflinePlanning(setup.provider)
     plan = make_plan(
         exp,

@@ -438,3 +438,67 @@ def test_cli_sample(name: str, verb: str, tmp_path: Path) -> None:
     assert took < 15, f"{took:.1f}s: a hang?"
     assert after.ru_maxrss * 1024 < LIMIT_BYTES
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+# ------------------------------------------------------------------ host keys, at plan
+
+
+def _hashed(name: str) -> str:
+    """``name`` as OpenSSH's ``HashKnownHosts`` writes it."""
+    import base64
+    import hashlib
+    import hmac
+
+    salt = os.urandom(20)
+    digest = hmac.new(salt, name.encode(), hashlib.sha1).digest()
+    return f"|1|{base64.b64encode(salt).decode()}|{base64.b64encode(digest).decode()}"
+
+
+KEY_LINE = SSH_BASE["hosts"][0]["host_key"]
+PIN_CASES: dict[str, tuple[str | None, str]] = {
+    # case: (the known_hosts file's text, or None for no file named), what stderr says
+    "no-host-key": (None, "hosts[0]: no host key pinned for 127.0.0.1:2222"),
+    "known-hosts-missing": ("<missing>", "cannot be read"),
+    "known-hosts-other-host": (f"[127.0.0.2]:2222 {KEY_LINE}\n", "has no key for [127.0.0.1]:2222"),
+    "known-hosts-port-22-only": (f"127.0.0.1 {KEY_LINE}\n", "has no key for [127.0.0.1]:2222"),
+    "known-hosts-marker-only": (
+        f"@cert-authority [127.0.0.1]:2222 {KEY_LINE}\n",
+        "has no key for [127.0.0.1]:2222",
+    ),
+    "known-hosts-pinned": (f"# mine\n[127.0.0.1]:2222 {KEY_LINE}\n", ""),
+    "known-hosts-hashed": (f"{_hashed('[127.0.0.1]:2222')} {KEY_LINE}\n", ""),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PIN_CASES))
+def test_an_unpinned_host_is_refused_at_plan(case: str, tmp_path: Path) -> None:
+    """A host nothing pins would be refused at connect (exit 4, after the run started):
+    ``plan`` and ``run`` say so first, located (exit 2); a pinned one plans."""
+    import subprocess
+    import sys
+
+    text, expected = PIN_CASES[case]
+    host = {k: v for k, v in SSH_BASE["hosts"][0].items() if k != "host_key"}
+    if text is not None:
+        host["known_hosts"] = str(tmp_path / "known_hosts")
+        if text != "<missing>":
+            (tmp_path / "known_hosts").write_text(text)
+    path = tmp_path / "exp.yaml"
+    path.write_text(dump({**SSH_BASE, "hosts": [host]}))
+    env = {**os.environ, "HOME": str(tmp_path)}  # no ~/.ssh/config to supply a file
+    for verb in ("plan", "run"):
+        proc = subprocess.run(
+            [sys.executable, "-m", "orchestrator", verb, str(path), "--state-dir", "state"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env=env,
+        )
+        if not expected:
+            assert proc.returncode == 0, proc.stderr
+            break  # `run` would connect: pinned is all this test is about
+        assert proc.returncode == 2, (verb, proc.stderr)
+        assert re.search(rf"{re.escape(str(path))}:\d+:\d+: hosts\[0\]", proc.stderr)
+        assert expected in proc.stderr and "Traceback" not in proc.stderr
+        assert not (tmp_path / "runs").exists()
