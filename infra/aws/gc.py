@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+from infra.aws.consistency import code_of
 from infra.aws.errors import aws_errors, error_code
 from infra.aws.requests import TAG_EXPIRES, TAG_RUN, parse_expires
 from infra.errors import ProviderError
@@ -30,6 +31,7 @@ Kind = Literal["instance", "volume", "security-group", "key-pair", "image", "sna
 # TerminateInstances takes at most 1000 ids per call.
 _TERMINATE_BATCH = 1000
 _LIVE_INSTANCE_STATES = ["pending", "running", "stopping", "stopped", "shutting-down"]
+_TERMINABLE = frozenset({"pending", "running", "stopping", "stopped"})
 _OURS = [{"Name": "tag-key", "Values": [TAG_RUN]}]
 
 
@@ -216,9 +218,8 @@ class Sweeper:
         if not doomed:
             return []
         ids = [r.id for r, _ in doomed]
-        with aws_errors(region=self._region):
-            for start in range(0, len(ids), _TERMINATE_BATCH):
-                self._ec2.terminate_instances(InstanceIds=ids[start : start + _TERMINATE_BATCH])
+        for start in range(0, len(ids), _TERMINATE_BATCH):
+            self._terminate(ids[start : start + _TERMINATE_BATCH])
         states = self._wait_terminated(ids, deadline)
         return [
             ReceiptItem(
@@ -233,17 +234,43 @@ class Sweeper:
             for r, why in doomed
         ]
 
+    def _terminate(self, ids: list[str]) -> None:
+        """Request termination; a NotFound is settled by the describes that follow, not here.
+
+        One unknown id fails a whole TerminateInstances call, so on NotFound each id is sent
+        alone: the others are still terminated, and the unknown one is looked for again.
+        """
+        try:
+            with aws_errors(region=self._region):
+                self._ec2.terminate_instances(InstanceIds=ids)
+        except ProviderError as exc:
+            if code_of(exc) != "InvalidInstanceID.NotFound":
+                raise
+            for one in ids if len(ids) > 1 else []:
+                self._terminate([one])
+
     def _wait_terminated(self, ids: list[str], deadline: float) -> dict[str, str]:
+        """Each id's state once all are terminated (or at the deadline).
+
+        Described by an ``instance-id`` filter, which (unlike ``InstanceIds``) does not fail on
+        an id EC2 does not know yet. An instance still live (its terminate answered NotFound
+        before it had propagated) is asked to terminate again.
+        """
         states = dict.fromkeys(ids, "unknown")
         while True:
             with aws_errors(region=self._region):
-                pages = self._ec2.get_paginator("describe_instances").paginate(InstanceIds=ids)
+                pages = self._ec2.get_paginator("describe_instances").paginate(
+                    Filters=[{"Name": "instance-id", "Values": ids}]
+                )
                 for page in pages:
                     for reservation in page.get("Reservations", []):
                         for inst in reservation.get("Instances", []):
                             states[inst["InstanceId"]] = inst.get("State", {}).get("Name", "")
             if all(s == "terminated" for s in states.values()) or self._monotonic() >= deadline:
                 return states
+            live = [i for i, s in states.items() if s in _TERMINABLE]
+            if live:
+                self._terminate(live)
             self._sleep(self._poll_s)
 
     def _delete(

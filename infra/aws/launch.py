@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, cast
 from ami.resolve import ImageRef
 from ami.spec import ImageSpec
 from ami.userdata import DEADLINE_CHECK
+from infra.aws.consistency import GROUP_NOT_YET, INSTANCE_NOT_YET, until_visible
 from infra.aws.endpoints import endpoint_for, endpoints_mapped
 from infra.aws.errors import aws_errors, error_code
 from infra.aws.hostkeys import generate_ed25519, public_line_of, write_private_key
@@ -225,7 +226,13 @@ def ensure_security_group(
         group_id = ec2.create_security_group(**create_security_group_kwargs(run_id, vpc_id, tags))[
             "GroupId"
         ]
-        ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=ingress)
+        # The new group's id may not have propagated yet: InvalidGroup.NotFound means "not yet".
+        until_visible(
+            lambda: ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=ingress),
+            codes=GROUP_NOT_YET,
+            sleep=provider.sleep,
+            backoff=provider.waits.not_found,
+        )
     return group_id
 
 
@@ -304,7 +311,8 @@ def acquire(provider: AwsProvider, req: MachineRequest, *, token: str) -> Machin
         raise
 
 
-def _instance(provider: AwsProvider, instance_id: str) -> dict[str, Any]:
+def instance(provider: AwsProvider, instance_id: str) -> dict[str, Any]:
+    """The described instance ``instance_id`` (raises on an unknown id: see ``consistency``)."""
     with aws_errors(region=provider.region):
         reservations = provider.ec2.describe_instances(InstanceIds=[instance_id])["Reservations"]
     return dict(reservations[0]["Instances"][0])
@@ -327,7 +335,13 @@ def wait_ready(provider: AwsProvider, instance_id: str, pinned: str | None) -> M
         )
 
     while True:
-        inst = _instance(provider, instance_id)
+        # Right after RunInstances the id may be unknown to DescribeInstances for a while.
+        inst = until_visible(
+            lambda: instance(provider, instance_id),
+            codes=INSTANCE_NOT_YET,
+            sleep=provider.sleep,
+            backoff=waits.not_found,
+        )
         state = inst.get("State", {}).get("Name", "")
         if state in ("shutting-down", "terminated", "stopping", "stopped"):
             reason = inst.get("StateReason", {}).get("Message", "no reason given")
@@ -338,9 +352,14 @@ def wait_ready(provider: AwsProvider, instance_id: str, pinned: str | None) -> M
             raise out_of_time(f"state {state or 'unknown'}")
         provider.sleep(waits.poll_s)
 
-    with aws_errors(region=provider.region):
-        statuses = provider.ec2.describe_instance_status(InstanceIds=[instance_id])
-    for status in statuses.get("InstanceStatuses", []):
+    def statuses() -> Any:
+        with aws_errors(region=provider.region):
+            return provider.ec2.describe_instance_status(InstanceIds=[instance_id])
+
+    answer = until_visible(
+        statuses, codes=INSTANCE_NOT_YET, sleep=provider.sleep, backoff=waits.not_found
+    )
+    for status in answer.get("InstanceStatuses", []):
         summaries: dict[str, Any] = dict(status)
         for check in ("InstanceStatus", "SystemStatus"):
             if summaries.get(check, {}).get("Status") == "impaired":
@@ -442,7 +461,7 @@ def machine_from(provider: AwsProvider, inst: dict[str, Any], *, host_key: str |
 def describe_machine(provider: AwsProvider, instance_id: str) -> Machine | None:
     """The ``Machine`` for an instance id, or None if it is unknown."""
     try:
-        inst = _instance(provider, instance_id)
+        inst = instance(provider, instance_id)
     except ProviderError as exc:
         if error_code(exc.__cause__ or exc) == "InvalidInstanceID.NotFound":
             return None

@@ -20,7 +20,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
@@ -29,6 +29,7 @@ from ami.resolve import ImageNotFound, ImageRef, resolve_image
 from ami.spec import ImageSpec
 from ami.userdata import HostKey, UserDataError, render_user_data
 from infra.aws import launch as launching
+from infra.aws.consistency import INSTANCE_NOT_YET, Backoff, code_of, until_visible
 from infra.aws.errors import aws_errors
 from infra.aws.gc import Receipt, ReceiptItem, Sweeper, list_ours
 from infra.aws.hostkeys import HostKeySource, generate_ed25519
@@ -91,6 +92,8 @@ class Waits:
     ssh_attempt_timeout_s: float = 20.0
     ssh_backoff_max_s: float = 20.0
     teardown_timeout_s: float = 600.0
+    # How long a NotFound right after a create (or from TerminateInstances) is read as "not yet".
+    not_found: Backoff = field(default_factory=Backoff)
 
 
 def default_owner() -> str:
@@ -283,16 +286,37 @@ class AwsProvider:
         return launching.acquire(self, launch.request, token=token)
 
     def release(self, machine_id: str) -> None:
-        """Request termination; an unknown or already-terminated id returns silently."""
+        """Request termination; an unknown or already-terminated id returns silently.
+
+        ``InvalidInstanceID.NotFound`` from TerminateInstances is not taken as done: EC2 may
+        not know a just-launched id yet. A describe (with backoff) confirms: a live instance
+        is terminated again, one that stays unknown through the backoff is unknown.
+        """
         try:
-            with aws_errors(region=self.region):
-                self.ec2.terminate_instances(InstanceIds=[machine_id])
+            self._terminate(machine_id)
         except ProviderError as exc:
-            cause = exc.__cause__
-            code = getattr(cause, "response", {}).get("Error", {}).get("Code", "")
-            if code in ("InvalidInstanceID.NotFound", "InvalidInstanceID.Malformed"):
+            code = code_of(exc)
+            if code == "InvalidInstanceID.Malformed":
                 return
-            raise
+            if code != "InvalidInstanceID.NotFound":
+                raise
+            try:
+                inst = until_visible(
+                    lambda: launching.instance(self, machine_id),
+                    codes=INSTANCE_NOT_YET,
+                    sleep=self.sleep,
+                    backoff=self.waits.not_found,
+                )
+            except ProviderError as again:
+                if code_of(again) == "InvalidInstanceID.NotFound":
+                    return
+                raise
+            if inst.get("State", {}).get("Name") not in ("shutting-down", "terminated"):
+                self._terminate(machine_id)
+
+    def _terminate(self, machine_id: str) -> None:
+        with aws_errors(region=self.region):
+            self.ec2.terminate_instances(InstanceIds=[machine_id])
 
     def owned(self, *, run_id: str | None = None) -> list[Machine]:
         """Every live instance carrying our tags (of ``run_id`` when given)."""
@@ -351,7 +375,6 @@ class AwsProvider:
         Idempotent: a second call finds nothing and returns an empty receipt (plus the local
         key file's state). The receipt's ``ok`` is False if anything is left behind.
         """
-        found = list_ours(self.ec2, region=self.region, run_id=run_id)
         sweeper = Sweeper(
             self.ec2,
             region=self.region,
@@ -360,9 +383,21 @@ class AwsProvider:
             timeout_s=self.waits.teardown_timeout_s,
             poll_s=self.waits.poll_s,
         )
-        receipt = sweeper.remove([(r, "teardown") for r in found])
+        items: list[ReceiptItem] = []
+        # Found by the run's tag, not only the journal: an instance whose id was never recorded
+        # (RunInstances answered, the process died) is found too. A second look catches one
+        # that the tag listing did not show yet (eventual consistency).
+        for _ in range(2):
+            seen = {i.id for i in items}
+            found = [
+                r
+                for r in list_ours(self.ec2, region=self.region, run_id=run_id)
+                if r.id not in seen
+            ]
+            if found:
+                items += sweeper.remove([(r, "teardown") for r in found]).items
+        receipt = Receipt(self.region, False, tuple(items))
         key = self.key_path(run_id)
-        items = list(receipt.items)
         # Instances the engine already released are gone from the live list; the receipt
         # still names each one with its final state.
         listed = {i.id for i in items}

@@ -168,16 +168,21 @@ def fail_call(
     *,
     when: Callable[[dict[str, Any]], bool] = lambda _: True,
     message: str = "injected by the test",
+    times: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Make ``operation`` answer ``code`` (when ``when(params)``); returns the params seen."""
+    """Make ``operation`` answer ``code`` (when ``when(params)``, the first ``times`` such
+    calls only when given); returns the params seen."""
     seen: list[dict[str, Any]] = []
+    left = [times]
 
     def capture(params: dict[str, Any], **_: Any) -> None:
         seen.append(dict(params))  # the API parameters, before serialisation
 
     def answer(**_: Any) -> Any:
-        if not when(seen[-1]):
+        if not when(seen[-1]) or left[0] == 0:
             return None  # let moto answer
+        if left[0] is not None:
+            left[0] -= 1
         body = {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {}}
         return (_Http(400), body)
 
