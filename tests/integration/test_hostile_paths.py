@@ -3,12 +3,13 @@ quotes in paths that the job wrapper must survive (issue #14)."""
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -58,10 +59,46 @@ def test_an_over_long_runs_dir(tmp_path: Path, env: dict[str, str]) -> None:
     clean_exit_2(proc, "runs directory", "too long")
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root writes anywhere")
-def test_a_read_only_state_dir(tmp_path: Path, env: dict[str, str]) -> None:
-    (tmp_path / "state").mkdir(mode=0o500)
-    clean_exit_2(orchestrate(["plan", "exp.yaml"], env, tmp_path), "state directory")
+@pytest.fixture
+def read_only(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
+    """Makes ``tmp_path/NAME`` a directory nobody can write, root included: as root a mode
+    stops nothing, so it is a read-only tmpfs mount there (as anyone else, mode 0500)."""
+    mounted: list[Path] = []
+
+    def make(name: str) -> Path:
+        path = tmp_path / name
+        path.mkdir(mode=0o500)
+        if os.geteuid() == 0:
+            cmd = ["mount", "-t", "tmpfs", "-o", "ro,size=1m", "orchestrate-test", str(path)]
+            if subprocess.run(cmd, capture_output=True).returncode != 0:
+                pytest.skip("root without a read-only mount: nothing is unwritable to it")
+            mounted.append(path)
+        return path
+
+    yield make
+    for path in mounted:
+        subprocess.run(["umount", str(path)], check=False)
+
+
+def test_a_read_only_state_dir(
+    tmp_path: Path, env: dict[str, str], read_only: Callable[[str], Path]
+) -> None:
+    read_only("state")
+    for verb in ("plan", "run", "status"):
+        args: list[str] = [verb] if verb == "status" else [verb, "exp.yaml"]
+        proc = orchestrate(args, env, tmp_path)
+        clean_exit_2(proc, "state directory", "not writable")
+
+
+def test_a_read_only_runs_dir(
+    tmp_path: Path, env: dict[str, str], read_only: Callable[[str], Path]
+) -> None:
+    read_only("runs")
+    proc = orchestrate(["run", "exp.yaml", "--runs-dir", "runs"], env, tmp_path)
+    clean_exit_2(proc, "runs directory")
+    assert "Read-only file system" in proc.stderr or "Permission denied" in proc.stderr
+    status = orchestrate(["status", "--json"], env, tmp_path)
+    assert status.returncode == 0 and json.loads(status.stdout) == [], status.stdout  # no run
 
 
 def test_the_journal_is_private(tmp_path: Path, env: dict[str, str]) -> None:
