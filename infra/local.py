@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from infra.provider import LaunchRequest, Machine, MachineRequest
@@ -61,6 +62,29 @@ def thread_env(threads: int) -> dict[str, str]:
     return dict.fromkeys(THREAD_VARS, str(threads))
 
 
+@dataclass(frozen=True)
+class LocalCapacity:
+    """What this machine offers the plan: GPUs (and why we think so), slots, threads each."""
+
+    gpus: int
+    gpu_reason: str
+    slots: int
+    threads: int
+
+
+def local_capacity(*, gpus: int | None = None, slots: int | None = None) -> LocalCapacity:
+    """This machine's capacity; ``gpus`` given overrides detection (tests, or a user who hides
+    GPUs on purpose), ``slots`` given overrides ``local_layout``'s choice."""
+    if gpus is None:
+        count, reason = detect_gpus()
+    else:
+        count, reason = gpus, f"{gpus} GPU(s) configured"
+        if gpus == 0:
+            reason = "no GPU on this machine (configured)"
+    layout_slots, threads = local_layout(slots=slots)
+    return LocalCapacity(count, reason, layout_slots, threads)
+
+
 class LocalProvider:
     """Acquiring is free and instant; releasing stops nothing (the engine stops its own jobs).
 
@@ -73,16 +97,13 @@ class LocalProvider:
         self, *, workspace_root: str, gpus: int | None = None, slots: int | None = None
     ) -> None:
         self.workspace_root = workspace_root
-        if gpus is None:
-            self.gpus, self.gpu_reason = detect_gpus()
-        else:
-            self.gpus, self.gpu_reason = gpus, f"{gpus} GPU(s) configured"
-            if gpus == 0:
-                self.gpu_reason = "no GPU on this machine (configured)"
+        capacity = local_capacity(gpus=gpus, slots=slots)
+        self.gpus, self.gpu_reason = capacity.gpus, capacity.gpu_reason
+        self.slots, self.threads = capacity.slots, capacity.threads
         self._held: dict[str, Machine] = {}
-        self.slots, self.threads = local_layout(slots=slots)
 
     def prepare(self, req: MachineRequest) -> LaunchRequest:
+        """This machine as it is: no calls, free."""
         return LaunchRequest(
             provider=self.name,
             request=req,
@@ -93,6 +114,7 @@ class LocalProvider:
         )
 
     def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
+        """This machine, under the request's name; the same run and name give the same one."""
         key = f"{launch.request.run_id}/{launch.request.name}"
         if key in self._held:  # the same token never yields a second machine
             return self._held[key]
@@ -113,11 +135,13 @@ class LocalProvider:
         return machine
 
     def release(self, machine_id: str) -> None:
+        """Forget the machine (the engine stops its own jobs); unknown ids are fine."""
         for key, machine in list(self._held.items()):
             if machine.id == machine_id:
                 del self._held[key]
 
     def owned(self, *, run_id: str | None = None) -> list[Machine]:
+        """The machines this provider object holds (of ``run_id`` when given)."""
         return [
             m
             for m in self._held.values()
@@ -125,4 +149,13 @@ class LocalProvider:
         ]
 
     def connect(self, machine: Machine) -> LocalTransport:
+        """This machine, reached by subprocess."""
         return LocalTransport()
+
+    def reconnect(self, run_id: str, name: str) -> LocalTransport:
+        """This machine again: a crashed run's jobs are processes here."""
+        return LocalTransport()
+
+    def teardown_run(self, run_id: str) -> None:
+        """A local run makes nothing besides its jobs: nothing to tear down."""
+        return None

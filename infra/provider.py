@@ -111,6 +111,12 @@ class Provider(Protocol):
       3. ``release`` is idempotent: an unknown or gone id returns silently.
       4. ``owned`` lists every machine carrying our tags (for status, down, gc).
       5. ``connect`` returns a ``Transport``: the engine never branches on provider type.
+      6. ``reconnect`` reaches a machine of an earlier run from a fresh process (``down``
+         after a crash), so its jobs can be stopped and fetched; None where a job ends with
+         its machine (an EC2 instance: releasing it stops everything on it).
+      7. ``teardown_run`` removes what a run made besides machines (key pair, security
+         group) once they are released, and is idempotent; None where a run makes nothing
+         else (local, ssh).
     """
 
     name: str
@@ -125,6 +131,23 @@ class Provider(Protocol):
 
     def connect(self, machine: Machine) -> Transport: ...
 
+    def reconnect(self, run_id: str, name: str) -> Transport | None: ...
+
+    def teardown_run(self, run_id: str) -> Teardown | None: ...
+
+
+class Teardown(Protocol):
+    """What ``teardown_run`` returns: each resource of the run and its final state."""
+
+    @property
+    def ok(self) -> bool:
+        """False when something was left behind (``down`` then fails, naming it)."""
+        ...
+
+    def render(self) -> str:
+        """The receipt, one line per resource (kept as the run's ``teardown.txt``)."""
+        ...
+
 
 @runtime_checkable
 class Bootstraps(Protocol):
@@ -136,11 +159,3 @@ class Bootstraps(Protocol):
     """
 
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine: ...
-
-
-@runtime_checkable
-class TearsDownRuns(Protocol):
-    """Optional ability: remove what a run made besides its machines (key pair, security
-    group), after releasing them; returns an object whose ``render()`` is the receipt."""
-
-    def teardown_run(self, run_id: str) -> Any: ...

@@ -113,12 +113,30 @@ class SshHostsProvider:
                 del self._held[key]
 
     def owned(self, *, run_id: str | None = None) -> list[Machine]:
+        """The hosts this provider object holds (of ``run_id`` when given)."""
         return [m for (rid, _), m in self._held.items() if run_id is None or rid == run_id]
 
     def connect(self, machine: Machine) -> SshTransport:
+        """An SSH transport to ``machine`` with its host key pinned."""
         if machine.address is None:
             raise ProviderError(f"machine {machine.id} has no SSH address")
         return self._transport(machine.address)
+
+    def reconnect(self, run_id: str, name: str) -> SshTransport:
+        """A connection to host ``name`` for a run's ``down`` (any run: the host is ours to
+        reach, not to stop); it answers one command first, so an unreachable host raises
+        ``ConnectError`` once instead of once per job."""
+        transport = self._transport(self._spec(name).address)
+        try:
+            transport.run(["true"])
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+
+    def teardown_run(self, run_id: str) -> None:
+        """Hosts are not ours to remove: a run makes nothing on them to tear down."""
+        return None
 
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
         """``python: auto`` hosts get a venv with the trainers' packages (infra.ssh_python);

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from infra.errors import OrchestrateError
-from infra.provider import Bootstraps, Machine, Provider, TearsDownRuns
+from infra.provider import Bootstraps, Machine, Provider
 from infra.transport.base import Transport
 from orchestrator.cost import CostGuard
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent
@@ -53,6 +53,8 @@ class EngineConfig:
     schedule: str | None = None  # the schedule that started this run, for its period budget
     workdir: WorkdirSelection | None = None  # shipped to every machine for ``run:`` jobs
     code_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the trainers' git commit
+    # infra.registry's JSON of the provider, kept in the run's row so `down` needs no file.
+    provider_config: str | None = None
 
 
 class Engine:
@@ -102,6 +104,8 @@ class Engine:
         (paths.root / "plan.json").write_text(json.dumps(plan.to_json(), indent=2, default=str))
         if resume and self.journal.run(run_id) is not None:
             self.journal.set_run_status(run_id, "running")
+            if self.config.provider_config is not None:
+                self.journal.set_provider_config(run_id, self.config.provider_config)
         else:
             self.journal.create_run(
                 run_id,
@@ -111,6 +115,7 @@ class Engine:
                 runs_dir=str(self.config.runs_root.resolve()),
                 forecast_usd=plan.forecast_usd,
                 schedule=self.config.schedule,
+                provider_config=self.config.provider_config,
             )
         done = {t.task_id for t in self.journal.tasks(run_id) if t.status == TASK_DONE}
         initial: list[tuple[str, str, str]] = []
@@ -168,9 +173,7 @@ class Engine:
             if self.stopping:
                 continue
             self._fail(run_id, pt.task.id, reason or "no machine could run it")
-        if isinstance(self.provider, TearsDownRuns) and any(
-            m.machine_id for m in self.journal.machines(run_id)
-        ):
+        if any(m.machine_id for m in self.journal.machines(run_id)):
             self._teardown(run_id, paths)
         if self.guard is not None:
             self.guard.spend()  # the ledger's final figure, now that every machine is released
@@ -184,12 +187,13 @@ class Engine:
     def _teardown(self, run_id: str, paths: RunPaths) -> None:
         """Wait for the run's machines to be gone and remove its key pair and security group;
         the receipt (each resource and its final state) is kept in the run directory."""
-        assert isinstance(self.provider, TearsDownRuns)
         try:
             receipt = self.provider.teardown_run(run_id)
         except OrchestrateError as exc:
             self.reporter.event(MachineEvent("*", "teardown failed", str(exc)))
             (paths.root / "teardown.txt").write_text(f"teardown failed: {exc}\n")
+            return
+        if receipt is None:  # the run made nothing besides machines (local, ssh)
             return
         text = receipt.render()
         (paths.root / "teardown.txt").write_text(text + "\n")

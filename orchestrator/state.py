@@ -58,6 +58,7 @@ CREATE TABLE IF NOT EXISTS events (
 _ADDED_COLUMNS = (
     ("runs", "forecast_usd", "REAL"),
     ("runs", "schedule", "TEXT"),
+    ("runs", "provider_config", "TEXT"),  # infra.registry's JSON: `down` needs no file
     ("machines", "spend_usd", "REAL DEFAULT 0"),
 )
 
@@ -79,6 +80,7 @@ class RunRow:
     detail: str | None
     forecast_usd: float | None = None
     schedule: str | None = None
+    provider_config: str | None = None  # infra.registry.config_to_json; None before it was kept
 
 
 @dataclass(frozen=True)
@@ -169,11 +171,14 @@ class Journal:
         runs_dir: str,
         forecast_usd: float | None = None,
         schedule: str | None = None,
+        provider_config: str | None = None,
     ) -> None:
+        """Journal a new run, ``running``, with the provider config that ``down`` rebuilds
+        its provider from (so ``down`` works with the experiment file gone)."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO runs (id, name, spec_path, provider, runs_dir, status, created_at, "
-                "forecast_usd, schedule) VALUES (?,?,?,?,?,?,?,?,?)",
+                "forecast_usd, schedule, provider_config) VALUES (?,?,?,?,?,?,?,?,?,?)",
                 (
                     run_id,
                     name,
@@ -184,8 +189,14 @@ class Journal:
                     self._now(),
                     forecast_usd,
                     schedule,
+                    provider_config,
                 ),
             )
+
+    def set_provider_config(self, run_id: str, provider_config: str) -> None:
+        """Keep the provider config a resumed run now uses (``--resume --local`` changes it)."""
+        with self._tx() as db:
+            db.execute("UPDATE runs SET provider_config=? WHERE id=?", (provider_config, run_id))
 
     def run_forecast(self, run_id: str) -> float | None:
         run = self.run(run_id)

@@ -14,11 +14,11 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from infra.errors import OrchestrateError
-from infra.provider import MachineRequest, Provider, TearsDownRuns
+from infra.provider import Provider
 from infra.transport.base import Job, Transport
 from orchestrator.state import Journal, RunRow, TaskRow
 
-ProviderForRun = Callable[[RunRow], Provider | None]
+ProviderForRun = Callable[[RunRow], Provider]
 
 
 def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> dict[str, Any]:
@@ -40,20 +40,20 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
         if m.status in ("released", "failed"):
             continue
         try:
-            if provider is not None and m.machine_id:
+            if m.machine_id:
                 provider.release(m.machine_id)
             journal.machine_status(m.token, "released", "released by `orchestrate down`")
             actions.append(f"released machine {m.name} ({m.machine_id or 'never acquired'})")
         except OrchestrateError as exc:
             actions.append(f"could not release {m.name}: {exc}")
-    if isinstance(provider, TearsDownRuns):
-        result = provider.teardown_run(run_id)
+    result = provider.teardown_run(run_id)
+    if result is not None:  # the run made more than machines (AWS: key pair, SG)
         receipt = result.render()
         actions.append(receipt)
         run_dir = Path(run.runs_dir) / run_id
         if run_dir.is_dir():
             (run_dir / "teardown.txt").write_text(receipt + "\n")
-        if not getattr(result, "ok", True):
+        if not result.ok:
             raise OrchestrateError(f"teardown of {run_id} incomplete:\n{receipt}")
     status = "down" if run.status in ("running", "planned") else run.status
     journal.set_run_status(run_id, status, "orchestrate down")
@@ -64,33 +64,26 @@ class _Reach:
     """One transport per machine for the whole ``down`` (and one failed attempt per machine:
     an unreachable host costs its connect deadline once, not once per task)."""
 
-    def __init__(self, run: RunRow, provider: Provider | None) -> None:
+    def __init__(self, run: RunRow, provider: Provider) -> None:
         self.run, self.provider = run, provider
         self._open: dict[str, Transport | None] = {}
         self.errors: dict[str, str] = {}
 
-    def get(self, machine: str, job: dict[str, Any]) -> Transport | None:
-        """A transport to ``machine``, or None (aws: the trainer goes with its instance)."""
-        if str(job.get("machine_id", "")).startswith("local:"):
-            machine = "local:"
+    def get(self, machine: str) -> Transport | None:
+        """A transport to ``machine``, or None where its jobs end with it (an EC2 instance:
+        releasing it stops them)."""
         if machine in self._open or machine in self.errors:
             return self._open.get(machine)
         transport: Transport | None = None
         try:
-            if machine == "local:":
-                from infra.transport.local import LocalTransport
-
-                transport = LocalTransport()
-            elif self.run.provider == "ssh" and self.provider is not None:
-                launch = self.provider.prepare(MachineRequest(run_id=self.run.id, name=machine))
-                acquired = self.provider.acquire(launch, token=f"{self.run.id}-down")
-                transport = self.provider.connect(acquired)
+            transport = self.provider.reconnect(self.run.id, machine)
         except OrchestrateError as exc:
             self.errors[machine] = _line(exc)
         self._open[machine] = transport
         return transport
 
     def close(self) -> None:
+        """Close every transport opened for this ``down``."""
         for transport in self._open.values():
             if transport is not None:
                 transport.close()
@@ -110,7 +103,7 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
     local = Path(run.runs_dir) / run.id / task.task_id
     actions: list[str] = []
     status, code, detail = "stopped", None, "stopped by `orchestrate down`"
-    transport = reach.get(task.machine, info)
+    transport = reach.get(task.machine)
     if task.machine in reach.errors:
         actions.append(
             f"could not reach {task.machine} for {task.task_id}: {reach.errors[task.machine]}"
@@ -151,7 +144,7 @@ def _stop_setups(journal: Journal, run_id: str, reach: _Reach) -> list[str]:
     actions: list[str] = []
     for (payload,) in rows:
         info = json.loads(payload)
-        transport = reach.get(str(info.get("machine", "")), info)
+        transport = reach.get(str(info.get("machine", "")))
         if transport is None:
             continue
         job = Job("setup", int(info["pid"]), info["job_dir"], info["log"])

@@ -71,3 +71,10 @@ class FakeProvider:
 
     def connect(self, machine: Machine) -> LocalTransport:
         return LocalTransport()
+
+    def reconnect(self, run_id: str, name: str) -> LocalTransport:
+        self.calls.append(("reconnect", name))
+        return LocalTransport()
+
+    def teardown_run(self, run_id: str) -> None:
+        self.calls.append(("teardown_run", run_id))

@@ -332,6 +332,10 @@ class AwsProvider:
             raise ProviderError(f"machine {machine.id} has no address (not running?)")
         return self.transport_factory(machine.address)
 
+    def reconnect(self, run_id: str, name: str) -> None:
+        """None: a job ends with its instance, so ``down`` stops it by releasing the machine."""
+        return None
+
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
         """Run the image spec's setup if the AMI was not baked; point at its venv's python.
 

@@ -1,4 +1,7 @@
-"""``gc``, ``ami bake|list`` and ``plan --check-aws``: the cloud-only verbs."""
+"""``gc``, ``ami bake|list`` and ``plan --check-aws``: the cloud-only verbs.
+
+They hold an ``AwsConfig`` and call ``infra.aws.verbs``; no provider class is named here.
+"""
 
 from __future__ import annotations
 
@@ -9,53 +12,59 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from infra.aws.facts import DEFAULT_REGION
 from infra.prices import load_catalog
-from infra.provider import Provider
+from infra.registry import AwsConfig, config_from_json
 from orchestrator.errors import SpecError, SpecIssue, UsageError
-from orchestrator.providers import build_provider
+from orchestrator.offers import build_provider
 from orchestrator.resources import resolve_machines
 from orchestrator.specfile import load_experiment
 from orchestrator.state import Journal, RunRow
 
 
-def provider_for_run(run: RunRow, args: argparse.Namespace) -> Provider | None:
-    """The provider a journalled run used, rebuilt from its experiment file (for ``down``)."""
-    if run.provider == "local":
-        return None  # this machine: jobs are stopped directly, nothing to release
-    exp = load_experiment(Path(run.spec_path))
-    setup = build_provider(
-        exp, run_id=run.id, state_dir=args.state_dir, local=False, now=datetime.now(UTC)
-    )
-    return setup.provider
-
-
-def _aws(args: argparse.Namespace, region: str | None) -> Any:
-    """A provider for the verbs that launch nothing (gc, ami list) or pass their own CIDR
-    (ami bake); the loopback CIDR only satisfies the constructor and opens nothing."""
-    from infra.aws import AwsProvider
-
-    return AwsProvider(
-        state_dir=Path(args.state_dir) / "aws",
+def _config(args: argparse.Namespace, region: str | None) -> AwsConfig:
+    """The AWS config for the verbs that launch nothing (gc, ami list) or pass their own
+    CIDR (ami bake)."""
+    return AwsConfig(
+        state_dir=str((Path(args.state_dir) / "aws").resolve()),
         region=region,
         profile=args.profile,
-        ssh_cidr=getattr(args, "ssh_cidr", None) or "127.0.0.1/32",
+        ssh_cidr=getattr(args, "ssh_cidr", None),
     )
+
+
+def journal_regions(runs: list[RunRow]) -> list[str]:
+    """The regions the journal's AWS runs used (their kept provider configs): where ``gc``
+    sweeps when no ``--region`` is given, with the experiment files gone or moved."""
+    regions = set()
+    for run in runs:
+        if run.provider != AwsConfig.name:
+            continue
+        config = config_from_json(run.provider_config) if run.provider_config else None
+        region = config.region if isinstance(config, AwsConfig) else None
+        regions.add(region or DEFAULT_REGION)
+    return sorted(regions)
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
-    from infra.aws.gc import collect_garbage
+    """Sweep the regions asked for (else those of the journal's AWS runs) for orphans."""
+    from infra.aws.verbs import enabled_regions, sweep
 
     journal = Journal.in_dir(args.state_dir)
-    live = [r.id for r in journal.runs(limit=100_000) if r.status == "running"]
-    regions = args.region or ["us-east-1"]
+    runs = journal.runs(limit=100_000)
+    live = [r.id for r in runs if r.status == "running"]
+    regions = args.region or journal_regions(runs)
     if args.all_regions:
-        regions = _all_regions(args)
+        regions = enabled_regions(_config(args, DEFAULT_REGION))
+    if not regions:
+        print(
+            "no AWS run in the journal, so no region to sweep "
+            "(pass --region REGION to sweep one anyway)"
+        )
     receipts = []
     for region in regions:
-        provider = _aws(args, region)
-        receipt = collect_garbage(
-            provider.ec2,
-            region=region,
+        receipt = sweep(
+            _config(args, region),
             live_runs=live,
             now=datetime.now(UTC),
             dry_run=args.dry_run,
@@ -81,18 +90,12 @@ def cmd_gc(args: argparse.Namespace) -> int:
     return 0 if all(r.ok for r in receipts) else 4
 
 
-def _all_regions(args: argparse.Namespace) -> list[str]:
-    provider = _aws(args, "us-east-1")
-    regions = provider.ec2.describe_regions()["Regions"]
-    return sorted(r["RegionName"] for r in regions)
-
-
 def cmd_check_aws(args: argparse.Namespace) -> int:
     """``plan FILE --check-aws``: dry-run permissions, the AMI, the types in the zones."""
-    from infra.aws.check import check_permissions
+    from infra.aws.verbs import check_requests
 
     exp = load_experiment(Path(args.file))
-    if exp.provider != "aws":
+    if exp.provider != AwsConfig.name:
         raise SpecError([SpecIssue(args.file, 1, 1, "provider", "--check-aws needs provider: aws")])
     catalog = load_catalog(args.state_dir)
     exp, _ = resolve_machines(exp, catalog, spec_path=args.file)
@@ -104,16 +107,12 @@ def cmd_check_aws(args: argparse.Namespace) -> int:
         now=datetime.now(UTC),
         prices=catalog,
     )
-    from infra.aws import AwsProvider
-
-    provider = getattr(setup.provider, "inner", setup.provider)  # unwrap a test stand-in
-    assert isinstance(provider, AwsProvider)
+    assert isinstance(setup.config, AwsConfig)
+    requests = [offer.request for offer in setup.offers]
     ok = True
-    for offer in setup.offers:
-        launch = provider.prepare(offer.request)
-        report = check_permissions(provider.ec2, launch, region=provider.region)
+    for name, report in check_requests(setup.config, requests, prices=catalog):
         ok = ok and report.ok
-        print(f"machine {offer.request.name}:")
+        print(f"machine {name}:")
         print(report.render())
     return 0 if ok else 2
 
@@ -128,39 +127,44 @@ def _region_or_usage(args: argparse.Namespace) -> str:
 
 
 def cmd_ami_list(args: argparse.Namespace) -> int:
-    provider = _aws(args, _region_or_usage(args))
-    images = provider.list_images()
+    """Our baked images in one region."""
+    from infra.aws.verbs import list_images
+
+    region, images = list_images(_config(args, _region_or_usage(args)))
     if args.json:
         print(json.dumps([i.__dict__ for i in images], indent=2))
         return 0
     if not images:
-        print(f"no baked images in {provider.region}")
+        print(f"no baked images in {region}")
     for im in images:
         print(f"{im.ami_id}  {im.spec:<18} {im.spec_hash}  {im.created}  {im.state}")
     return 0
 
 
 def cmd_ami_bake(args: argparse.Namespace) -> int:
+    """Bake an image spec into a private AMI (the bake machine is always released)."""
     from ami.spec import ImageSpecError, spec_for, spec_hash
+    from infra.aws.verbs import bake_image
 
     try:
         spec = spec_for(args.spec)
     except ImageSpecError as exc:
         raise SpecError([SpecIssue(args.spec, 0, 0, "spec", str(exc))]) from exc
-    provider = _aws(args, args.region)  # ami bake's --ssh-cidr is read by _aws
     digest = spec_hash(spec)
-    ref = provider.bake_image(
+    region, ref = bake_image(
+        _config(args, args.region),  # ami bake's --ssh-cidr is read by _config
         spec,
         run_id=f"bake-{digest}",
         instance_type=args.instance_type,
         deadline=datetime.now(UTC) + timedelta(hours=args.max_hours),
         token=f"bake-{digest}",
     )
-    print(f"baked {spec.name} ({digest}) -> {ref.ami_id} in {provider.region}")
+    print(f"baked {spec.name} ({digest}) -> {ref.ami_id} in {region}")
     return 0
 
 
 def add_cloud_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``gc`` and ``ami bake|list``."""
     aws = argparse.ArgumentParser(add_help=False)
     aws.add_argument("--profile", help="AWS profile (default: the standard boto3 chain)")
     aws.add_argument("--region", action="append", help="region (repeatable for gc)")

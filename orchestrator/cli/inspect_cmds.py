@@ -89,7 +89,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     """Stop a run's trainers and release its machines, from the journal alone."""
-    from orchestrator.cli.cloud import provider_for_run
+    from orchestrator.offers import provider_for_run
     from orchestrator.teardown import down_run
 
     journal = Journal.in_dir(args.state_dir)
@@ -98,7 +98,11 @@ def cmd_down(args: argparse.Namespace) -> int:
     stopped_live = stop_live_run(journal, args.run, timeout_s=getattr(args, "wait", 300.0))
     lease = RunLease.take(journal, args.run)  # no --resume may start while we tear down
     try:
-        receipt = down_run(journal, args.run, provider_for=lambda run: provider_for_run(run, args))
+        receipt = down_run(
+            journal,
+            args.run,
+            provider_for=lambda run: provider_for_run(run, state_dir=args.state_dir),
+        )
     finally:
         lease.release()
     if stopped_live:

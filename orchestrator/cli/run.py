@@ -18,14 +18,15 @@ from rich.console import Console
 from infra.errors import OrchestrateError
 from infra.prices import load_catalog
 from infra.provider import Provider
+from infra.registry import config_to_json
 from orchestrator.cost import CostGuard
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import RunInterrupted, UnknownRun
 from orchestrator.events import Reporter, TeeReporter
 from orchestrator.lease import RunLease
+from orchestrator.offers import OfflinePlanning, ProviderSetup, build_provider
 from orchestrator.paths import RunPaths, usable_dir
 from orchestrator.plan import Plan, make_plan
-from orchestrator.providers import OfflinePlanning, build_provider
 from orchestrator.resources import TypeChoice, resolve_machines
 from orchestrator.specfile import load_experiment, located
 from orchestrator.state import Journal
@@ -84,7 +85,7 @@ def git_revision_env(src: Path) -> dict[str, str]:
 
 def build_plan(
     args: argparse.Namespace, journal: Journal, run_id: str, *, for_run: bool = False
-) -> tuple[Plan, Provider]:
+) -> tuple[Plan, ProviderSetup]:
     exp = load_experiment(Path(args.file))
     now = datetime.now(UTC)
     catalog = load_catalog(args.state_dir)
@@ -125,7 +126,7 @@ def build_plan(
         root = Path(args.file).resolve().parent / (exp.workdir or ".")
         selection = select_workdir(root, ship_secrets=exp.ship_secrets, spec_file=args.file)
         plan = replace(plan, workdir=_without_runs(selection, getattr(args, "runs_dir", None)))
-    return plan, setup.provider
+    return plan, setup
 
 
 def _without_runs(selection: WorkdirSelection, runs_dir: Path | None) -> WorkdirSelection:
@@ -184,7 +185,7 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
         args.runs_dir = Path(row.runs_dir)
     else:
         run_id = new_run_id(load_experiment(Path(args.file)).name, datetime.now(UTC))
-    plan, provider = build_plan(args, journal, run_id, for_run=not args.dry_run)
+    plan, setup = build_plan(args, journal, run_id, for_run=not args.dry_run)
     out = console()
     if args.dry_run:
         if args.json:
@@ -199,13 +200,14 @@ def execute_run(args: argparse.Namespace) -> RunSummary | None:
     if not args.json and not out.is_terminal:
         screen = LineReporter(sys.stdout)  # piped: timestamped lines, not live widgets
     engine = Engine(
-        provider=provider,
+        provider=setup.provider,
         journal=journal,
         reporter=TeeReporter(file_reporter, screen),
         config=EngineConfig(
             runs_root=Path(args.runs_dir),
             trainers_src=_trainers_src(),
             code_env=git_revision_env(_trainers_src()),
+            provider_config=config_to_json(setup.config),
             data_dir=args.data_dir or plan.experiment.data_dir,
             schedule=getattr(args, "schedule_name", None),
             workdir=plan.workdir,

@@ -66,14 +66,14 @@ def known_hosts_lines(address: Address) -> list[str]:
 
 def _remote_address(args: argparse.Namespace, run: Any, name: str) -> tuple[Address, str]:
     """The pinned address of machine ``name`` of ``run``, and its workspace root there."""
-    from orchestrator.cli.cloud import provider_for_run
+    from orchestrator.offers import provider_for_run
 
-    provider = provider_for_run(run, args)
+    provider = provider_for_run(run, state_dir=args.state_dir)
     hosts = getattr(provider, "hosts", None)
     if isinstance(hosts, dict) and name in hosts:  # ssh: the inventory knows it
         spec = hosts[name]
         return spec.address, f"{spec.workspace_root}/{run.id}"
-    owned = [m for m in (provider.owned(run_id=run.id) if provider else []) if m.name == name]
+    owned = [m for m in provider.owned(run_id=run.id) if m.name == name]
     if not owned or owned[0].address is None:
         raise UsageError(f"machine {name!r} of run {run.id} is not running")
     return owned[0].address, f"{owned[0].workspace_root}/{run.id}"

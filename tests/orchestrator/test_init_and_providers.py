@@ -9,7 +9,7 @@ import pytest
 from infra.prices import load_catalog
 from orchestrator.cli.init_cmd import AlreadyExists, cmd_init
 from orchestrator.matrix import expand
-from orchestrator.providers import build_provider
+from orchestrator.offers import build_provider
 from orchestrator.specfile import load_experiment, parse_experiment
 
 NOW = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)

@@ -1,41 +1,49 @@
-"""Experiment -> the provider that serves it and the machines it offers to placement.
+"""Experiment -> the provider config that serves it, the provider, and the machines it offers.
 
-Provider modules are imported lazily, so ``plan`` on a local experiment never imports boto3 or
-paramiko (SkyPilot/TorchX registries).
+The orchestrator names configs (``infra.registry``), never provider classes: the registry
+builds the provider, and the config goes into the journal's run row so ``down`` rebuilds the
+same provider from the journal alone (``provider_for_run``). Provider modules are imported
+lazily, so ``plan`` on a local experiment never imports boto3 or paramiko.
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
+from infra.aws.facts import DEFAULT_REGION, gpus_of
 from infra.errors import CredentialsError, ProviderError
+from infra.local import local_capacity
 from infra.prices import PriceSource
 from infra.provider import LaunchRequest, Machine, MachineRequest, Provider, SpotMode
+from infra.registry import (
+    AwsConfig,
+    LocalConfig,
+    ProviderConfig,
+    SshConfig,
+    config_from_json,
+    open_provider,
+)
+from infra.tags import machine_tags
 from infra.transport.base import Transport
 from orchestrator.cost import instance_deadline
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.plan import MachineOffer, deadline_for
 from orchestrator.spec import Experiment
+from orchestrator.state import RunRow
 
 LOCAL_GPUS_ENV = "ORCHESTRATE_LOCAL_GPUS"  # overrides GPU detection (tests; hiding GPUs)
 
 
 @dataclass(frozen=True)
 class ProviderSetup:
+    """What the plan needs of a provider: its config (journalled), itself, its offers."""
+
+    config: ProviderConfig
     provider: Provider
     offers: list[MachineOffer]
-
-
-def run_tags(run_id: str, name: str, deadline: datetime) -> dict[str, str]:
-    return {
-        "orchestrate:run": run_id,
-        "orchestrate:owner": os.environ.get("USER", "unknown"),
-        "orchestrate:expires": deadline.isoformat(timespec="seconds"),
-        "orchestrate:machine": name,
-    }
 
 
 def build_provider(
@@ -49,37 +57,59 @@ def build_provider(
 ) -> ProviderSetup:
     """The provider for this experiment (``--local`` forces this machine)."""
     deadline = deadline_for(exp, now)
-    if local or exp.provider == "local":
-        from infra.local import LocalProvider
-
-        gpus_env = os.environ.get(LOCAL_GPUS_ENV)
-        lp = LocalProvider(
-            workspace_root=str((state_dir / "workspaces").resolve()),
-            gpus=int(gpus_env) if gpus_env else None,
-            # Own commands share one workdir, where outputs are told apart by time: one at once.
-            slots=1 if any(job.run for job in exp.jobs) else None,
-        )
-        req = MachineRequest(
-            run_id=run_id,
-            name="local",
-            gpus=lp.gpus,
-            deadline=deadline,
-            tags=run_tags(run_id, "local", deadline),
-        )
-        return ProviderSetup(
-            lp, [MachineOffer(req, slots=lp.slots, gpus=lp.gpus, gpu_reason=lp.gpu_reason)]
-        )
-    if exp.provider == "ssh":
+    if local or exp.provider == LocalConfig.name:
+        return _local(exp, run_id=run_id, state_dir=state_dir, deadline=deadline)
+    if exp.provider == SshConfig.name:
         return _ssh(exp, run_id=run_id, deadline=deadline)
     return _aws(exp, run_id=run_id, state_dir=state_dir, now=now, prices=prices)
 
 
+def provider_for_run(run: RunRow, *, state_dir: Path) -> Provider:
+    """The provider a journalled run used, from the config its row keeps (``down``, ``ssh``).
+
+    Rows journalled before the config was kept fall back to the experiment file (a local run
+    needs none); that fallback raises ``SpecError`` when the file is gone.
+    """
+    if run.provider_config:
+        return open_provider(config_from_json(run.provider_config))
+    if run.provider == LocalConfig.name:
+        root = str((Path(state_dir) / "workspaces").resolve())
+        return open_provider(LocalConfig(workspace_root=root, gpus=0, slots=1))
+    from orchestrator.specfile import load_experiment
+
+    exp = load_experiment(Path(run.spec_path))
+    now = datetime.now(UTC)
+    return build_provider(exp, run_id=run.id, state_dir=state_dir, local=False, now=now).provider
+
+
+def _local(exp: Experiment, *, run_id: str, state_dir: Path, deadline: datetime) -> ProviderSetup:
+    gpus_env = os.environ.get(LOCAL_GPUS_ENV)
+    # Own commands share one workdir, where outputs are told apart by time: one at once.
+    slots = 1 if any(job.run for job in exp.jobs) else None
+    capacity = local_capacity(gpus=int(gpus_env) if gpus_env else None, slots=slots)
+    config = LocalConfig(
+        workspace_root=str((state_dir / "workspaces").resolve()),
+        gpus=capacity.gpus,
+        slots=capacity.slots,
+    )
+    req = MachineRequest(
+        run_id=run_id,
+        name="local",
+        gpus=capacity.gpus,
+        deadline=deadline,
+        tags=machine_tags(run_id, "local", deadline),
+    )
+    offer = MachineOffer(
+        req, slots=capacity.slots, gpus=capacity.gpus, gpu_reason=capacity.gpu_reason
+    )
+    return ProviderSetup(config, open_provider(config), [offer])
+
+
 def _ssh(exp: Experiment, *, run_id: str, deadline: datetime) -> ProviderSetup:
-    from infra.ssh_hosts import SshHostsProvider
     from orchestrator.ssh_inventory import host_specs
 
     specs = host_specs(exp)  # ssh config aliases resolved (orchestrator.ssh_inventory)
-    provider = SshHostsProvider(specs, deadline_s=exp.connect_deadline_s)
+    config = SshConfig(tuple(specs), deadline_s=exp.connect_deadline_s)
     offers = [
         MachineOffer(
             MachineRequest(
@@ -87,7 +117,7 @@ def _ssh(exp: Experiment, *, run_id: str, deadline: datetime) -> ProviderSetup:
                 name=spec.name,
                 gpus=spec.gpus,
                 deadline=deadline,
-                tags=run_tags(run_id, spec.name, deadline),
+                tags=machine_tags(run_id, spec.name, deadline),
             ),
             slots=spec.slots,
             gpus=spec.gpus,
@@ -95,48 +125,25 @@ def _ssh(exp: Experiment, *, run_id: str, deadline: datetime) -> ProviderSetup:
         )
         for spec in specs
     ]
-    return ProviderSetup(provider, offers)
-
-
-# GPUs per instance type for the types we support: what a launch of that type will get.
-GPUS_PER_TYPE = {
-    "g4dn.xlarge": 1,
-    "g4dn.2xlarge": 1,
-    "g5.xlarge": 1,
-    "g5.2xlarge": 1,
-    "g6.xlarge": 1,
-    "p3.2xlarge": 1,
-    "p4d.24xlarge": 8,
-}
-
-
-class _CatalogPrices:
-    """Adapts the catalog to the AWS provider's price lookup; an unknown type reads as 0."""
-
-    def __init__(self, prices: PriceSource) -> None:
-        self.prices = prices
-
-    def hourly_usd(self, instance_type: str, region: str, spot: bool) -> float:
-        return self.prices.hourly_usd(instance_type, region, spot=spot) or 0.0
+    return ProviderSetup(config, open_provider(config), offers)
 
 
 def _aws(
     exp: Experiment, *, run_id: str, state_dir: Path, now: datetime, prices: PriceSource | None
 ) -> ProviderSetup:
     from ami.spec import ImageSpecError, spec_for
-    from infra.aws import AwsProvider
 
-    provider: Provider = AwsProvider(
-        state_dir=state_dir / "aws",
+    config = AwsConfig(
+        state_dir=str((state_dir / "aws").resolve()),
         region=exp.region,
         profile=exp.profile,
         ssh_cidr=exp.ssh_cidr,
         allow_open_ssh=exp.allow_open_ssh,
-        prices=_CatalogPrices(prices) if prices is not None else None,
     )
+    provider = open_provider(config, prices=prices)
     offers = []
     issues = []
-    region = exp.region or "us-east-1"
+    region = exp.region or DEFAULT_REGION
     for name, mc in exp.machines.items():
         try:
             image = spec_for(mc.ami)
@@ -152,7 +159,7 @@ def _aws(
             spent_usd=0.0,
             hourly_usd=price or 0.0,
         )
-        gpus = mc.gpus if mc.gpus is not None else GPUS_PER_TYPE.get(mc.instance_type, 0)
+        gpus = mc.gpus if mc.gpus is not None else gpus_of(mc.instance_type)
         spot: SpotMode = "required" if mc.spot == "required" else ("preferred" if mc.spot else "no")
         req = MachineRequest(
             run_id=run_id,
@@ -162,14 +169,14 @@ def _aws(
             spot=spot,
             gpus=gpus,
             deadline=deadline,
-            tags=run_tags(run_id, name, deadline),
+            tags=machine_tags(run_id, name, deadline),
             region=exp.region,
         )
         reason = "" if gpus else f"machine class {name} ({mc.instance_type}) has no GPU"
         offers.append(MachineOffer(req, slots=1, gpus=gpus, gpu_reason=reason))
     if issues:
         raise SpecError(issues)
-    return ProviderSetup(provider, offers)
+    return ProviderSetup(config, provider, offers)
 
 
 class OfflinePlanning:
@@ -182,6 +189,7 @@ class OfflinePlanning:
         self.note: str | None = None
 
     def prepare(self, req: MachineRequest) -> LaunchRequest:
+        """The inner provider's request, or without credentials a summary from the file."""
         try:
             return self.inner.prepare(req)
         except CredentialsError as exc:
@@ -192,13 +200,25 @@ class OfflinePlanning:
             return LaunchRequest(self.name, req, (), 0.0, summary)
 
     def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
+        """Refused: planning launches nothing."""
         raise ProviderError("a plan-only provider launches nothing")
 
     def release(self, machine_id: str) -> None:
+        """Nothing was acquired, so nothing to release."""
         return None
 
     def owned(self, *, run_id: str | None = None) -> list[Machine]:
+        """Nothing: planning holds no machine."""
         return []
 
     def connect(self, machine: Machine) -> Transport:
+        """Refused: planning reaches nothing."""
         raise ProviderError("a plan-only provider reaches nothing")
+
+    def reconnect(self, run_id: str, name: str) -> Transport | None:
+        """Nothing: planning reaches nothing."""
+        return None
+
+    def teardown_run(self, run_id: str) -> None:
+        """Nothing: planning makes nothing."""
+        return None

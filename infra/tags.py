@@ -1,0 +1,26 @@
+"""The tags every machine of ours carries, built on one floor (infra) for every provider.
+
+AWS writes them as resource tags (``infra.aws.requests`` adds its own launch-only keys); local
+and ssh machines carry them on the ``Machine`` value, so ``owned(run_id=...)`` reads the same key
+everywhere. Tag keys use the ``orchestrate:<key>`` form (STYLE.md).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+
+TAG_RUN = "orchestrate:run"
+TAG_OWNER = "orchestrate:owner"
+TAG_EXPIRES = "orchestrate:expires"
+TAG_MACHINE = "orchestrate:machine"
+
+
+def machine_tags(run_id: str, name: str, deadline: datetime) -> dict[str, str]:
+    """The tags of machine ``name`` of ``run_id``, which must be gone by ``deadline``."""
+    return {
+        TAG_RUN: run_id,
+        TAG_OWNER: os.environ.get("USER", "unknown"),
+        TAG_EXPIRES: deadline.isoformat(timespec="seconds"),
+        TAG_MACHINE: name,
+    }
