@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from infra.aws.facts import DEFAULT_REGION
 from infra.prices import PriceSource
 from infra.provider import LaunchRequest, MachineRequest, Provider
 from orchestrator.errors import BudgetError
@@ -174,7 +175,7 @@ def make_plan(
         if prices is not None and offer.request.instance_types:
             price = prices.hourly_usd(
                 offer.request.instance_types[0],
-                offer.request.region or "us-east-1",
+                offer.request.region or DEFAULT_REGION,
                 spot=offer.request.spot != "no",
             )
             if price is not None:

@@ -3,9 +3,9 @@
 A machine class may name what it needs instead of an ``instance_type``. Planning turns that into
 instance types, always the same way:
 
-1. Candidates are the types in ``INSTANCE_TYPES`` (the GPU table) that the price catalog prices
-   in the region and that satisfy every part of the ask: GPU model (case-insensitive), GPU
-   count, memory per GPU, vCPUs, memory.
+1. Candidates are the types in ``infra.aws.facts.INSTANCE_TYPES`` (the GPU table) that the
+   price catalog prices in the region and that satisfy every part of the ask: GPU model
+   (case-insensitive), GPU count, memory per GPU, vCPUs, memory.
 2. They are ranked by $/h (spot price when ``spot:`` is set and the catalog has one), then by
    name, so equal prices never flip between runs.
 3. The cheapest is the instance type; it and the next two become the capacity fallback list,
@@ -22,6 +22,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from infra.aws.facts import DEFAULT_REGION, INSTANCE_TYPES, TypeInfo
 from infra.prices import PriceSource
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.spec import Experiment, MachineClass
@@ -29,34 +30,6 @@ from orchestrator.spec import Experiment, MachineClass
 FALLBACKS = 2  # how many next-cheapest types follow the choice (and are shown)
 
 
-@dataclass(frozen=True)
-class TypeInfo:
-    """What one EC2 instance type gives (AWS's published figures)."""
-
-    vcpus: int
-    memory_gib: float
-    gpu: str | None = None  # the GPU model, as AWS names it
-    gpus: int = 0
-    gpu_memory_gib: float = 0.0  # per GPU
-
-
-INSTANCE_TYPES: dict[str, TypeInfo] = {
-    "g4dn.xlarge": TypeInfo(4, 16, "T4", 1, 16),
-    "g4dn.2xlarge": TypeInfo(8, 32, "T4", 1, 16),
-    "g5.xlarge": TypeInfo(4, 16, "A10G", 1, 24),
-    "g5.2xlarge": TypeInfo(8, 32, "A10G", 1, 24),
-    "g6.xlarge": TypeInfo(4, 16, "L4", 1, 24),
-    "p3.2xlarge": TypeInfo(8, 61, "V100", 1, 16),
-    "p4d.24xlarge": TypeInfo(96, 1152, "A100", 8, 40),
-    "c6i.xlarge": TypeInfo(4, 8),
-    "c6i.2xlarge": TypeInfo(8, 16),
-    "c6i.4xlarge": TypeInfo(16, 32),
-    "c7i.2xlarge": TypeInfo(8, 16),
-    "m6i.xlarge": TypeInfo(4, 16),
-    "m6i.2xlarge": TypeInfo(8, 32),
-    "t3.medium": TypeInfo(2, 4),
-    "t3.large": TypeInfo(2, 8),
-}
 GPU_MODELS = sorted({t.gpu for t in INSTANCE_TYPES.values() if t.gpu})
 
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(gb|gib|g)?\s*$", re.IGNORECASE)
@@ -177,7 +150,7 @@ def resolve_machines(
     exp: Experiment, prices: PriceSource, *, spec_path: str = "experiment"
 ) -> tuple[Experiment, tuple[TypeChoice, ...]]:
     """The experiment with every resource ask replaced by its chosen types, and the choices."""
-    region = exp.region or "us-east-1"
+    region = exp.region or DEFAULT_REGION
     machines = dict(exp.machines)
     choices: list[TypeChoice] = []
     issues: list[SpecIssue] = []

@@ -77,12 +77,13 @@ def task_command(
     if not task.is_script:
         # TensorFlow's C++ notices (oneDNN, cuda probing) would become the task's status line.
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
-    if machine.provider == "local" and (threads := machine.tags.get(THREADS_TAG)):
+    if threads := machine.tags.get(THREADS_TAG):
         # Tasks share this machine's cores in slots; each keeps to its share (infra.local).
         env.update(thread_env(int(threads)))
     for key in ("ORCHESTRATE_DATA_DIR", "XDG_CACHE_HOME"):
-        # This machine's data cache settings mean nothing on another machine.
-        if key in os.environ and machine.provider == "local":
+        # This machine's data cache settings mean nothing on another machine; a machine with
+        # no address is this one.
+        if key in os.environ and machine.address is None:
             env[key] = os.environ[key]
     return TaskCommand(argv, env, ws.work if task.is_script else ws.code)
 

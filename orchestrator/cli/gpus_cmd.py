@@ -13,6 +13,7 @@ from typing import Any
 from rich import box
 from rich.table import Table
 
+from infra.aws.facts import DEFAULT_REGION
 from infra.prices import load_catalog
 from orchestrator.cli.run import console
 from orchestrator.resources import gpu_rows
@@ -88,6 +89,8 @@ def add_gpus_parser(sub: Any, common: argparse.ArgumentParser) -> None:
         "gpus", parents=[common], help="GPU instance types with $/h, GPU memory and images"
     )
     p.add_argument(
-        "--region", default="us-east-1", help="the AWS region to price (default us-east-1)"
+        "--region",
+        default=DEFAULT_REGION,
+        help=f"the AWS region to price (default {DEFAULT_REGION})",
     )
     p.set_defaults(func=cmd_gpus)

@@ -11,6 +11,7 @@ from typing import Any
 
 from rich.table import Table
 
+from infra.aws.facts import DEFAULT_REGION
 from infra.prices import load_catalog
 from orchestrator.cli.run import build_plan, console, execute_run, run_args
 from orchestrator.cost import ledger
@@ -24,7 +25,9 @@ from orchestrator.state import Journal
 def add_money_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("prices", parents=[common], help="the price catalog in use")
     p.add_argument("--refresh", action="store_true", help="update it from the AWS Pricing API")
-    p.add_argument("--region", default="us-east-1", help="region to --refresh (us-east-1)")
+    p.add_argument(
+        "--region", default=DEFAULT_REGION, help=f"region to --refresh ({DEFAULT_REGION})"
+    )
     p.set_defaults(func=cmd_prices)
 
     p = sub.add_parser("cost", parents=[common], help="spend per run: forecast vs actual")

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from infra.aws.facts import INSTANCE_TYPES
 from infra.prices import load_catalog
 from orchestrator.cli import main
 from orchestrator.errors import SpecError
-from orchestrator.resources import INSTANCE_TYPES, resolve_machines
+from orchestrator.resources import resolve_machines
 from orchestrator.specfile import parse_experiment
 
 HEAD = "name: a\nprovider: aws\nregion: {region}\nssh_cidr: 203.0.113.7/32\nmachines:\n"
