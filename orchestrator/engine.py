@@ -173,7 +173,9 @@ class Engine:
             if self.stopping:
                 continue
             self._fail(run_id, pt.task.id, reason or "no machine could run it")
-        if any(m.machine_id for m in self.journal.machines(run_id)):
+        # Any machine asked for, not only those with a recorded id: a launch whose answer was
+        # lost left an instance only its tags can find, and teardown sweeps by the run's tags.
+        if self.journal.machines(run_id):
             self._teardown(run_id, paths)
         if self.guard is not None:
             self.guard.spend()  # the ledger's final figure, now that every machine is released
