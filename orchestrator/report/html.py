@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from html import escape
 
-from orchestrator.report.render import Report
+from orchestrator.report.document import Report
 from orchestrator.report.table import Table
 
 _CSS = """

@@ -10,52 +10,16 @@ import csv
 import io
 import json
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from orchestrator.report.model import RunData, TaskResult
-from orchestrator.report.plots import Plot
+from orchestrator.report.document import Report
+from orchestrator.report.model import TaskResult
 from orchestrator.report.table import Cell, Table
 from orchestrator.report.tables import speedups, time_to_target, usd_per_epoch
 from orchestrator.report.terminal import render_table
-
-
-@dataclass(frozen=True)
-class Report:
-    """What the outputs are made from: the run, its tables and figures, an optional comparison."""
-
-    run: RunData
-    tables: tuple[Table, ...]
-    plots: tuple[Plot, ...]
-    target_error: float
-    compare_run_id: str | None = None
-    compare: tuple[Table, ...] = ()
-    plot_note: str | None = None  # why there are no figures, when there are none
-
-    def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for t in self.run.tasks:
-            out[t.status] = out.get(t.status, 0) + 1
-        return out
-
-    def headline(self) -> list[str]:
-        """The few lines above the tables: what ran, how it ended, what it cost."""
-        run = self.run
-        counts = ", ".join(f"{n} {s}" for s, n in sorted(self.counts().items()))
-        spend = "unknown" if run.spend_usd is None else f"${run.spend_usd:.4f}"
-        forecast = "none recorded" if run.forecast_usd is None else f"${run.forecast_usd:.4f}"
-        lines = [
-            f"run {run.run_id} ({run.name}): {run.status}, provider {run.provider or '?'}",
-            f"tasks: {counts}",
-            f"spend: {spend} (forecast {forecast})",
-            f"target test error for 'time to target': {100 * self.target_error:.2f}%",
-        ]
-        if self.compare_run_id:
-            lines.append(f"compared with run {self.compare_run_id}")
-        return lines
 
 
 # ---------------------------------------------------------------------- terminal

@@ -14,8 +14,9 @@ import pytest
 from rich.console import Console
 
 from orchestrator.report import build_report
+from orchestrator.report.document import Report
 from orchestrator.report.html import to_html
-from orchestrator.report.render import CSV_COLUMNS, Report, render_terminal, to_csv, write_outputs
+from orchestrator.report.render import CSV_COLUMNS, render_terminal, to_csv, write_outputs
 from orchestrator.state import Journal
 from tests.orchestrator.report.conftest import metrics, timing
 

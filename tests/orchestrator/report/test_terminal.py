@@ -9,7 +9,8 @@ import pytest
 from rich.console import Console
 
 from orchestrator.report import build_report
-from orchestrator.report.render import Report, render_terminal
+from orchestrator.report.document import Report
+from orchestrator.report.render import render_terminal
 from orchestrator.report.terminal import stacked_lines
 from orchestrator.state import Journal
 
