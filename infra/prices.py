@@ -8,6 +8,7 @@ or one refreshed into the state dir by ``orchestrate prices --refresh``.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -66,6 +67,22 @@ class Catalog:
         }
 
 
+def dearest(
+    prices: PriceSource, instance_types: Iterable[str], region: str, *, spot: bool
+) -> float | None:
+    """The highest known hourly price among ``instance_types`` (None if none is priced).
+
+    A machine may come up as any of its fallback types, so the forecast and its deadline use
+    the dearest: the cap must hold whichever one capacity allows.
+    """
+    known = [
+        p
+        for t in instance_types
+        if (p := prices.hourly_usd(t, region, spot=spot)) is not None and p == p  # not NaN
+    ]
+    return max(known) if known else None
+
+
 def _parse(data: dict[str, Any], origin: str) -> Catalog:
     return Catalog(
         as_of=date.fromisoformat(data["as_of"]),
@@ -95,19 +112,26 @@ def save_catalog(catalog: Catalog, state_dir: Path) -> Path:
 
 
 def refresh_catalog(
-    current: Catalog, region: str, *, pricing: Any = None, ec2: Any = None
+    current: Catalog,
+    region: str,
+    *,
+    types: Iterable[str] = (),
+    pricing: Any = None,
+    ec2: Any = None,
 ) -> Catalog:
     """The current catalog with ``region``'s on-demand and spot prices fetched anew.
 
+    Every type the catalog knows in any region is fetched, plus ``types`` (any type, in any
+    region: ``prices --refresh --region R --type T`` is how an unpriced machine gets a price).
     Clients may be passed in (tests); by default they come from the standard boto3 chain.
     """
     from infra.aws.pricing import on_demand_prices, spot_prices
 
-    types = sorted({t for r in current.on_demand.values() for t in r})
+    wanted = sorted({t for r in current.on_demand.values() for t in r} | set(types))
     on_demand = {r: dict(t) for r, t in current.on_demand.items()}
-    on_demand.setdefault(region, {}).update(on_demand_prices(region, types, pricing=pricing))
+    on_demand.setdefault(region, {}).update(on_demand_prices(region, wanted, pricing=pricing))
     spot = {r: dict(t) for r, t in current.spot.items()}
-    spot[region] = spot_prices(region, types, ec2=ec2)
+    spot.setdefault(region, {}).update(spot_prices(region, wanted, ec2=ec2))
     return Catalog(
         as_of=datetime.now(UTC).date(),
         on_demand=on_demand,

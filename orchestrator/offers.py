@@ -16,7 +16,7 @@ from pathlib import Path
 from infra.aws.facts import DEFAULT_REGION, gpus_of
 from infra.errors import CredentialsError, ProviderError
 from infra.local import local_capacity
-from infra.prices import PriceSource
+from infra.prices import PriceSource, dearest
 from infra.provider import LaunchRequest, Machine, MachineRequest, Provider, SpotMode
 from infra.registry import (
     AwsConfig,
@@ -150,7 +150,12 @@ def _aws(
         except (ImageSpecError, LookupError) as exc:
             issues.append(SpecIssue("experiment", 0, 0, f"machines.{name}.ami", str(exc)))
             continue
-        price = prices.hourly_usd(mc.instance_type, region, spot=bool(mc.spot)) if prices else 0
+        # The dearest type the machine may fall back to: the deadline must hold whichever runs.
+        price = (
+            dearest(prices, (mc.instance_type, *mc.fallback_types), region, spot=bool(mc.spot))
+            if prices
+            else 0.0
+        )
         # Layer 3 of the cap: each instance's own timer, the sooner of max_hours and budget.
         deadline = instance_deadline(
             now=now,

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from infra.aws.facts import DEFAULT_REGION
-from infra.prices import PriceSource
+from infra.prices import PriceSource, dearest
 from infra.provider import LaunchRequest, MachineRequest, Provider
 from orchestrator.errors import BudgetError
 from orchestrator.matrix import Task, expand
@@ -173,8 +173,10 @@ def make_plan(
             continue
         launch = provider.prepare(offer.request)
         if prices is not None and offer.request.instance_types:
-            price = prices.hourly_usd(
-                offer.request.instance_types[0],
+            # The dearest type this machine may fall back to: the forecast must not be low.
+            price = dearest(
+                prices,
+                offer.request.instance_types,
                 offer.request.region or DEFAULT_REGION,
                 spot=offer.request.spot != "no",
             )

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from infra.aws.facts import DEFAULT_REGION, INSTANCE_TYPES, TypeInfo
+from infra.aws.regions import region_problem
 from infra.prices import PriceSource
 from orchestrator.errors import SpecError, SpecIssue
 from orchestrator.spec import Experiment, MachineClass
@@ -181,3 +182,36 @@ def gpu_rows(region: str, prices: PriceSource) -> Sequence[Candidate]:
         if info.gpus and price is not None and price == price:
             rows.append(Candidate(itype, float(price), info))
     return sorted(rows, key=lambda c: (c.hourly_usd, c.instance_type))
+
+
+Loc = tuple[str | int, ...]
+
+
+def unpriced(exp: Experiment, prices: PriceSource) -> list[tuple[Loc, str, str]]:
+    """Where the plan cannot price a launch: an unknown region, or an instance type (the
+    first or any fallback) the catalog does not price there, each with a hint naming the
+    refresh that fixes it. A launch without a price would run with its cost cap off, so
+    ``plan`` and ``run`` refuse these (exit 2) before anything exists. Call it after
+    ``resolve_machines``, when every machine has its types."""
+    if exp.region and (problem := region_problem(exp.region)):
+        return [(("region",), *problem)]
+    region = exp.region or DEFAULT_REGION
+    found: list[tuple[Loc, str, str]] = []
+    for name, mc in exp.machines.items():
+        for i, itype in enumerate((mc.instance_type, *mc.fallback_types)):
+            price = prices.hourly_usd(itype, region, spot=bool(mc.spot)) if itype else 1.0
+            if price is not None and price == price and price > 0:  # price == price: not NaN
+                continue
+            where: Loc = (
+                ("machines", name, "instance_type")
+                if i == 0
+                else ("machines", name, "fallback_types", i - 1)
+            )
+            found.append(
+                (
+                    where,
+                    f"no price for {itype} in {region}: launching it would leave the cost cap off",
+                    f"run `orchestrate prices --refresh --region {region} --type {itype}`",
+                )
+            )
+    return found

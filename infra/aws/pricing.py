@@ -2,6 +2,9 @@
 
 Behind a seam because moto implements neither: tests pass clients that return recorded
 answers, and the bundled catalog covers machines that cannot reach AWS.
+
+Products are selected by ``regionCode`` (the region's API name, an attribute of every EC2
+product in the Price List), so any region is priced without a table of display names.
 """
 
 from __future__ import annotations
@@ -15,34 +18,35 @@ from infra.aws.session import make_session
 
 # The Pricing API is served from a few regions only; us-east-1 answers for every region.
 PRICING_API_REGION = "us-east-1"
-_LOCATION = {
-    "us-east-1": "US East (N. Virginia)",
-    "us-east-2": "US East (Ohio)",
-    "us-west-2": "US West (Oregon)",
-    "eu-west-1": "EU (Ireland)",
-    "eu-central-1": "EU (Frankfurt)",
-}
+
+
+def product_filters(region: str, instance_type: str) -> list[dict[str, str]]:
+    """GetProducts filters for Linux, shared-tenancy, no pre-installed software, on-demand use."""
+    return [
+        {"Type": "TERM_MATCH", "Field": "instanceType", "Value": instance_type},
+        {"Type": "TERM_MATCH", "Field": "regionCode", "Value": region},
+        {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
+        {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
+        {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
+        {"Type": "TERM_MATCH", "Field": "licenseModel", "Value": "No License required"},
+        {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
+    ]
 
 
 def on_demand_prices(
     region: str, instance_types: Iterable[str], *, pricing: Any = None
 ) -> dict[str, float]:
-    """Linux, shared-tenancy, on-demand USD/hour for each instance type that has a price."""
+    """Linux, shared-tenancy, on-demand USD/hour for each instance type that has a price.
+
+    A type with several matching products (there should be one) gets the highest price: the
+    figure is a cost cap's input, so it must never be low.
+    """
     if pricing is None:
         pricing = make_session().client("pricing", region_name=PRICING_API_REGION)
     out: dict[str, float] = {}
     for itype in instance_types:
         resp = pricing.get_products(
-            ServiceCode="AmazonEC2",
-            Filters=[
-                {"Type": "TERM_MATCH", "Field": "instanceType", "Value": itype},
-                {"Type": "TERM_MATCH", "Field": "location", "Value": _LOCATION.get(region, region)},
-                {"Type": "TERM_MATCH", "Field": "operatingSystem", "Value": "Linux"},
-                {"Type": "TERM_MATCH", "Field": "tenancy", "Value": "Shared"},
-                {"Type": "TERM_MATCH", "Field": "preInstalledSw", "Value": "NA"},
-                {"Type": "TERM_MATCH", "Field": "capacitystatus", "Value": "Used"},
-            ],
-            MaxResults=10,
+            ServiceCode="AmazonEC2", Filters=product_filters(region, itype), MaxResults=10
         )
         for item in resp.get("PriceList", []):
             product = json.loads(item) if isinstance(item, str) else item
@@ -50,7 +54,7 @@ def on_demand_prices(
                 for dim in term.get("priceDimensions", {}).values():
                     usd = float(dim.get("pricePerUnit", {}).get("USD", 0) or 0)
                     if usd > 0:
-                        out[itype] = usd
+                        out[itype] = max(out.get(itype, 0.0), usd)
     return out
 
 

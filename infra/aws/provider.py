@@ -262,7 +262,8 @@ class AwsProvider:
             ),
             ApiCall("ec2.run_instances", run_kwargs),
         )
-        price = self.price(first.instance_type, first.spot)
+        # The dearest candidate: the machine may come up as any of them.
+        price = max(self.price(c.instance_type, c.spot) for c in plan.candidates)
         # Fallback order with zones folded: "g4dn.xlarge spot -> g4dn.xlarge on-demand".
         order = list(
             dict.fromkeys(replace(c, zone=None, subnet_id=None).label for c in plan.candidates)

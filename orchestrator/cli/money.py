@@ -28,6 +28,13 @@ def add_money_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--region", default=DEFAULT_REGION, help=f"region to --refresh ({DEFAULT_REGION})"
     )
+    p.add_argument(
+        "--type",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="also --refresh this instance type (repeatable; any type AWS prices)",
+    )
     p.set_defaults(func=cmd_prices)
 
     p = sub.add_parser("cost", parents=[common], help="spend per run: forecast vs actual")
@@ -78,7 +85,8 @@ def cmd_prices(args: argparse.Namespace) -> int:
         from infra.prices import refresh_catalog, save_catalog
 
         path = save_catalog(
-            refresh_catalog(load_catalog(args.state_dir), args.region), args.state_dir
+            refresh_catalog(load_catalog(args.state_dir), args.region, types=args.type),
+            args.state_dir,
         )
         print(f"price catalog refreshed: {path}")
     catalog = load_catalog(args.state_dir)

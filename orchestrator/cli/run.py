@@ -27,7 +27,7 @@ from orchestrator.lease import RunLease
 from orchestrator.offers import OfflinePlanning, ProviderSetup, build_provider
 from orchestrator.paths import RunPaths, usable_dir
 from orchestrator.plan import Plan, make_plan
-from orchestrator.resources import TypeChoice, resolve_machines
+from orchestrator.resources import TypeChoice, resolve_machines, unpriced
 from orchestrator.specfile import load_experiment, located
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
@@ -92,6 +92,8 @@ def build_plan(
     choices: tuple[TypeChoice, ...] = ()
     if exp.provider == "aws" and not getattr(args, "local", False):
         exp, choices = resolve_machines(exp, catalog, spec_path=args.file)
+        if found := unpriced(exp, catalog):  # no launch without a price: the cap would be off
+            raise located(Path(args.file), found)
     setup = build_provider(
         exp,
         run_id=run_id,
