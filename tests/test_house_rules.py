@@ -1,0 +1,185 @@
+"""The house rules of issue 15, point 8 (and point 2's seam), checked on the source itself.
+
+Each rule reads the code as text or as an AST, never by importing it, so a rule holds for code
+paths no other test reaches. Allow-lists name the issue that removes each entry; an entry that
+is no longer needed fails the test too, so the lists only shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGES = ("orchestrator", "infra", "ami", "trainers")
+PROVIDER_METHODS = {"prepare", "acquire", "release", "owned", "connect"}
+MAX_LINES = 400
+
+# Modules over MAX_LINES, each with the issue that splits it.
+TOO_LONG_FOR_NOW = {
+    "infra/aws/launch.py": "issue 13/15 point 1: the launcher object (the AWS engineer's)",
+    "infra/aws/provider.py": "issue 13/15 point 1: the launch plan (the AWS engineer's)",
+    "orchestrator/engine.py": "issue 15: split once the lease/attach and sweep edits land",
+}
+
+# Import circles still open, each with the issue that breaks it.
+CIRCLES_FOR_NOW = {
+    frozenset({"infra.aws.bake", "infra.aws.launch", "infra.aws.provider"}): (
+        "issue 15 point 1: launch.py/bake.py fold into a launcher object with injected clients"
+    ),
+}
+
+
+def _modules(*packages: str) -> Iterator[tuple[str, Path]]:
+    for package in packages:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            parts = list(path.relative_to(ROOT).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts.pop()
+            yield ".".join(parts), path
+
+
+def _rel(path: Path) -> str:
+    return path.relative_to(ROOT).as_posix()
+
+
+# ---------------------------------------------------------------- point 2: no provider classes
+
+
+def concrete_provider_classes() -> set[str]:
+    """Classes in infra/ that implement the Provider contract's methods themselves."""
+    found = set()
+    for _, path in _modules("infra"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            protocol = isinstance(node, ast.ClassDef) and any(
+                isinstance(b, ast.Name) and b.id == "Protocol" for b in node.bases
+            )
+            if isinstance(node, ast.ClassDef) and not protocol:
+                methods = {n.name for n in node.body if isinstance(n, ast.FunctionDef)}
+                if methods >= PROVIDER_METHODS:
+                    found.add(node.name)
+    return found
+
+
+def names_used(tree: ast.AST) -> set[str]:
+    """Every name a module mentions: imported, referenced, or as an attribute."""
+    used = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            used.add(node.id)
+        elif isinstance(node, ast.Attribute):
+            used.add(node.attr)
+        elif isinstance(node, ast.alias):
+            used.add(node.name.rpartition(".")[2])
+    return used
+
+
+def test_the_provider_classes_are_found() -> None:
+    assert {"LocalProvider", "SshHostsProvider", "AwsProvider"} <= concrete_provider_classes()
+
+
+def test_no_orchestrator_module_names_a_concrete_provider_class() -> None:
+    providers = concrete_provider_classes()
+    offenders = {
+        _rel(path): sorted(names_used(ast.parse(path.read_text())) & providers)
+        for _, path in _modules("orchestrator")
+    }
+    assert {k: v for k, v in offenders.items() if v} == {}, (
+        "the orchestrator builds providers through infra.registry (configs), never by class"
+    )
+
+
+def test_the_name_check_can_fail() -> None:
+    tree = ast.parse("from infra.local import LocalProvider\nLocalProvider(workspace_root='x')")
+    assert "LocalProvider" in names_used(tree) & concrete_provider_classes()
+
+
+# ---------------------------------------------------------------- point 8: size
+
+
+def test_no_module_over_400_lines() -> None:
+    long = {
+        _rel(path): n
+        for pkg in PACKAGES
+        for _, path in _modules(pkg)
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert {k: v for k, v in long.items() if k not in TOO_LONG_FOR_NOW} == {}
+    assert set(TOO_LONG_FOR_NOW) <= set(long), "a module got short: drop it from the allow-list"
+
+
+# ---------------------------------------------------------------- point 8: no import circle
+
+
+def import_graph() -> dict[str, set[str]]:
+    """Module -> the first-party modules it imports, at top level or inside a function."""
+    modules = dict(_modules(*PACKAGES))
+    graph: dict[str, set[str]] = {m: set() for m in modules}
+    for module, path in modules.items():
+        package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            targets: list[str] = []
+            if isinstance(node, ast.Import):
+                targets = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    up = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                    base = ".".join([*up, *([node.module] if node.module else [])])
+                targets = [
+                    f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                    for a in node.names
+                ]
+            for target in targets:
+                while target and target not in modules:
+                    target = target.rpartition(".")[0]
+                if target and target != module:
+                    graph[module].add(target)
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """Strongly connected components of more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    found: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_no_import_circle_even_inside_a_package() -> None:
+    found = set(circles(import_graph()))
+    assert found - set(CIRCLES_FOR_NOW) == set()
+    assert set(CIRCLES_FOR_NOW) <= found, "a circle is gone: drop it from the allow-list"
+
+
+def test_the_circle_check_can_fail() -> None:
+    graph = {"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": {"a.x"}}
+    assert circles(graph) == [frozenset({"a.x", "a.y"})]
