@@ -20,11 +20,12 @@ from pathlib import Path
 
 from infra.errors import OrchestrateError
 from infra.provider import Bootstraps, Machine, Provider
-from infra.transport.base import Transport
+from infra.transport.base import Job, Transport
 from orchestrator.cost import CostGuard
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
+from orchestrator.reattach import Adopted, adoptable, held_machine, stop_stale_setups
 from orchestrator.state import TASK_DONE, Journal
 from orchestrator.summary import RunSummary, summarize
 from orchestrator.task_run import (
@@ -82,6 +83,8 @@ class Engine:
         self._setup = SetupGate()
         self._dead: dict[str, str] = {}
         self._failed = False
+        self._resuming = False
+        self._adopted: dict[str, list[tuple[PlannedTask, Adopted]]] = {}  # by machine name
 
     # ------------------------------------------------------------------ control
     def request_stop(self, reason: str) -> None:
@@ -118,11 +121,20 @@ class Engine:
                 provider_config=self.config.provider_config,
             )
         done = {t.task_id for t in self.journal.tasks(run_id) if t.status == TASK_DONE}
+        # Resuming, trainers a dead orchestrator started are adopted, not restarted
+        # (orchestrator.reattach).
+        self._resuming = resume
+        adopt = adoptable(self.journal, run_id) if resume else {}
         initial: list[tuple[str, str, str]] = []
         for pt in plan.tasks:
             task = pt.task
             machine = pt.machines[0] if pt.machines else "-"
             status = "done" if task.id in done else ("skipped" if pt.skip_reason else "pending")
+            held = adopt.get(task.id)
+            adopted = status == "pending" and held is not None and held.machine in pt.machines
+            if adopted and held is not None:
+                machine = held.machine
+                self._adopted.setdefault(machine, []).append((pt, held))
             self.journal.add_task(
                 run_id,
                 task.id,
@@ -130,11 +142,11 @@ class Engine:
                 trainer=task.trainer,
                 device=task.device,
                 params=task.params,
-                status=status,
+                status="running" if adopted else status,
                 detail=pt.skip_reason,
             )
             initial.append((task.id, machine, status))
-            if status == "pending":
+            if status == "pending" and not adopted:
                 self._queue.append(pt)
         self.reporter.event(RunStarted(run_id, str(paths.root), tuple(initial)))
         for tid, _, status in initial:
@@ -148,7 +160,7 @@ class Engine:
                 target=self._machine_worker, args=(plan, slot, paths), name=f"machine-{slot.name}"
             )
             for slot in plan.machines
-            if any(slot.name in pt.machines for pt in self._queue)
+            if any(slot.name in pt.machines for pt in self._queue) or slot.name in self._adopted
         ]
         for w in workers:
             w.start()
@@ -218,7 +230,13 @@ class Engine:
     # ------------------------------------------------------------------ machines
     def _machine_worker(self, plan: Plan, slot: MachineSlot, paths: RunPaths) -> None:
         run_id = plan.run_id
-        token = self.journal.machine_requested(run_id, slot.name, self.provider.name)
+        # Resuming: the machine the journal still holds, found again by its token.
+        held = held_machine(self.journal, run_id, slot.name) if self._resuming else None
+        token = (
+            held.token
+            if held is not None
+            else self.journal.machine_requested(run_id, slot.name, self.provider.name)
+        )
         self.reporter.event(MachineEvent(slot.name, "requested", slot.launch.summary))
         machine: Machine | None = None
         transport: Transport | None = None
@@ -226,13 +244,14 @@ class Engine:
             if self.stopping:
                 return
             machine = self.provider.acquire(slot.launch, token=f"{run_id}-{token}")
-            self.journal.machine_acquired(
-                token,
-                machine.id,
-                instance_type=machine.instance_type,
-                # The plan's price when the provider does not know one (ssh hosts, fakes).
-                hourly_usd=machine.hourly_usd or slot.launch.hourly_usd,
-            )
+            if held is None or held.machine_id != machine.id:  # else spend counts on
+                self.journal.machine_acquired(
+                    token,
+                    machine.id,
+                    instance_type=machine.instance_type,
+                    # The plan's price when the provider does not know one (ssh hosts, fakes).
+                    hourly_usd=machine.hourly_usd or slot.launch.hourly_usd,
+                )
             self.reporter.event(MachineEvent(slot.name, "acquired", machine.id))
             transport = self.provider.connect(machine)
             if isinstance(self.provider, Bootstraps):
@@ -240,13 +259,10 @@ class Engine:
             machine = self._absolute_workspace(machine, transport)
             ws = Workspace(f"{machine.workspace_root}/{run_id}")
             transport.run(["mkdir", "-p", ws.code, f"{ws.root}/out", f"{ws.root}/logs"])
-            transport.put_tree(
-                self.config.trainers_src, f"{ws.code}/trainers", exclude=("__pycache__", "*.pyc")
-            )
-            if self.config.workdir is not None:
-                wd = self.config.workdir
-                transport.run(["mkdir", "-p", ws.work])  # exists even when nothing is shipped
-                transport.put_tree(wd.root, ws.work, exclude=wd.exclude)
+            if self._resuming:
+                stop_stale_setups(self.journal, run_id, machine.name, transport)
+            if slot.name not in self._adopted:  # else its code is there (reattach rule 5)
+                self._sync(transport, ws)
             self.reporter.event(MachineEvent(slot.name, "bootstrapped", ws.root))
             self._free_gpus[slot.name] = list(range(max(slot.gpus, 0)))
             slots = [
@@ -277,6 +293,16 @@ class Engine:
                 self.reporter.event(MachineEvent(slot.name, "released", machine.id))
             elif slot.name not in self._dead:
                 self.journal.machine_status(token, "released", "never acquired")
+
+    def _sync(self, transport: Transport, ws: Workspace) -> None:
+        """Ship the trainers and the workdir (only what changed)."""
+        transport.put_tree(
+            self.config.trainers_src, f"{ws.code}/trainers", exclude=("__pycache__", "*.pyc")
+        )
+        if self.config.workdir is not None:
+            wd = self.config.workdir
+            transport.run(["mkdir", "-p", ws.work])  # exists even when nothing is shipped
+            transport.put_tree(wd.root, ws.work, exclude=wd.exclude)
 
     @staticmethod
     def _absolute_workspace(machine: Machine, transport: Transport) -> Machine:
@@ -319,12 +345,22 @@ class Engine:
         paths: RunPaths,
     ) -> None:
         while True:
-            picked = self._next_task(slot)
-            if picked is None:
-                return
-            pt, gpu = picked
+            with self._lock:
+                mine = self._adopted.get(slot.name)
+                adopted = mine.pop(0) if mine else None
+            gpu: int | None = None
+            if adopted is None:
+                picked = self._next_task(slot)
+                if picked is None:
+                    return
+                pt, gpu = picked
+            else:
+                pt = adopted[0]
             try:
-                self._run_task(plan, pt, machine, transport, ws, paths, gpu)
+                if adopted is None:
+                    self._run_task(plan, pt, machine, transport, ws, paths, gpu)
+                else:
+                    self._adopt_task(plan, pt, adopted[1], machine, transport, ws, paths)
             except OrchestrateError as exc:
                 self._fail(plan.run_id, pt.task.id, str(exc).splitlines()[0])
             except Exception as exc:  # a bug: the task fails, the traceback goes to run.log
@@ -371,12 +407,52 @@ class Engine:
                 ),
                 grace_s=self.config.stop_grace_s,
             )
-        local_dir = paths.task_dir(task.id)
-        local_dir.mkdir(parents=True, exist_ok=True)
+        paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
         self.journal.task_started(run_id, task.id, job_record(job, machine), machine=machine.name)
         self.reporter.event(TaskEvent(task.id, "running", machine.name))
+        self._see_through(plan, pt, transport, ws, paths, job, t0)
+
+    def _adopt_task(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        held: Adopted,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+    ) -> None:
+        """Follow a trainer a dead orchestrator started (reattach rules 2 and 3)."""
+        task = pt.task
+        first = transport.poll(held.job)
+        if first.finished and first.exit_code is None:  # gone: it runs again
+            with self._lock:
+                self._queue.append(pt)
+            self.reporter.event(TaskEvent(task.id, "pending", "its trainer was gone; runs again"))
+            return
+        paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
+        paths.task_log(task.id).unlink(missing_ok=True)  # streamed again, whole
+        ran_s = time.time() - held.started_at if held.started_at else 0.0
+        self.reporter.event(TaskEvent(task.id, "running", f"{machine.name} (reattached)"))
+        self._see_through(plan, pt, transport, ws, paths, held.job, time.monotonic() - ran_s)
+
+    def _see_through(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+        job: Job,
+        t0: float,
+    ) -> None:
+        """Follow a started job to its end, fetch what it wrote, and record its outcome."""
+        run_id, task = plan.run_id, pt.task
+        out, log = ws.out(task.id), ws.log(task.id)
+        started = f"{log}.started"  # outputs newer than this belong to this task
+        local_dir = paths.task_dir(task.id)
         exit_code, stopped, timed_out = follow(
             transport,
             job,

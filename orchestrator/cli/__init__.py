@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from infra.errors import OrchestrateError
+from orchestrator.cli.attach_cmd import add_attach_parser
 from orchestrator.cli.cloud import add_cloud_parsers
 from orchestrator.cli.gpus_cmd import add_gpus_parser
 from orchestrator.cli.init_cmd import add_init_parser
@@ -87,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="a live run's orchestrator gets this long to stop and clean up (default 300)",
     )
     p.set_defaults(func=cmd_down)
+    add_attach_parser(sub, common)
     add_money_parsers(sub, common)
     add_init_parser(sub, common)
     add_cloud_parsers(sub, common)
