@@ -7,7 +7,9 @@ everywhere. Tag keys use the ``orchestrate:<key>`` form (STYLE.md).
 
 from __future__ import annotations
 
+import getpass
 import os
+import socket
 from datetime import datetime
 
 TAG_RUN = "orchestrate:run"
@@ -16,11 +18,28 @@ TAG_EXPIRES = "orchestrate:expires"
 TAG_MACHINE = "orchestrate:machine"
 
 
+OWNER_ENV = "ORCHESTRATE_OWNER"  # overrides the owner value (a shared account's team name)
+
+
+def current_owner() -> str:
+    """The one ``orchestrate:owner`` value of whoever runs this: ``user@host`` (or
+    ``$ORCHESTRATE_OWNER``). Every resource of a run carries it, and ``gc`` sweeps only
+    resources carrying it unless told ``--all-owners``."""
+    override = os.environ.get(OWNER_ENV, "").strip()
+    if override:
+        return override
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"{user}@{socket.gethostname()}"
+
+
 def machine_tags(run_id: str, name: str, deadline: datetime) -> dict[str, str]:
     """The tags of machine ``name`` of ``run_id``, which must be gone by ``deadline``."""
     return {
         TAG_RUN: run_id,
-        TAG_OWNER: os.environ.get("USER", "unknown"),
+        TAG_OWNER: current_owner(),
         TAG_EXPIRES: deadline.isoformat(timespec="seconds"),
         TAG_MACHINE: name,
     }

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from infra.aws.consistency import code_of
 from infra.aws.errors import aws_errors, error_code
-from infra.aws.requests import TAG_EXPIRES, TAG_RUN, parse_expires
+from infra.aws.requests import TAG_EXPIRES, TAG_OWNER, TAG_RUN, parse_expires
 from infra.errors import ProviderError
 
 if TYPE_CHECKING:
@@ -97,12 +97,20 @@ def _tags(raw: Iterable[Mapping[str, Any]] | None) -> dict[str, str]:
 
 
 def list_ours(
-    ec2: EC2Client, *, region: str, run_id: str | None = None, include_images: bool = False
+    ec2: EC2Client,
+    *,
+    region: str,
+    run_id: str | None = None,
+    include_images: bool = False,
+    owner: str | None = None,
 ) -> list[Resource]:
-    """Every resource carrying ``orchestrate:run`` (of ``run_id`` when given), live ones only."""
+    """Every resource carrying ``orchestrate:run`` (of ``run_id`` when given; of ``owner``'s
+    runs only when given), live ones only."""
     tag_filter: list[Any] = (
         [{"Name": f"tag:{TAG_RUN}", "Values": [run_id]}] if run_id is not None else list(_OURS)
     )
+    if owner is not None:
+        tag_filter.append({"Name": f"tag:{TAG_OWNER}", "Values": [owner]})
     found: list[Resource] = []
     with aws_errors(region=region):
         for page in ec2.get_paginator("describe_instances").paginate(
@@ -314,10 +322,13 @@ def collect_garbage(
     dry_run: bool = False,
     include_images: bool = False,
     sweeper: Sweeper | None = None,
+    owner: str | None,
 ) -> Receipt:
     """Remove every resource of ours that is orphaned or expired, in one region.
 
     Args:
+        owner: only resources whose ``orchestrate:owner`` is this value are looked at; None
+            (``gc --all-owners``, confirmed by the user) means everyone's in the account.
         live_runs: run ids the journal knows as live; anything else tagged as ours is an orphan.
         now: the current time (UTC), against which ``orchestrate:expires`` is read.
         dry_run: list what would go, change nothing.
@@ -326,7 +337,7 @@ def collect_garbage(
     Returns:
         A receipt with one item per resource found: removed, would be removed, or kept.
     """
-    found = list_ours(ec2, region=region, include_images=include_images)
+    found = list_ours(ec2, region=region, include_images=include_images, owner=owner)
     doomed: list[tuple[Resource, str]] = []
     kept: list[ReceiptItem] = []
     for resource in found:

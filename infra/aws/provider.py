@@ -14,9 +14,7 @@ fake in unit tests); ``clock`` and ``sleep`` are seams so waits cost no time in 
 
 from __future__ import annotations
 
-import getpass
 import importlib
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -47,6 +45,7 @@ from infra.aws.requests import (
 )
 from infra.errors import ProviderError
 from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
+from infra.tags import current_owner
 from infra.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -97,12 +96,8 @@ class Waits:
 
 
 def default_owner() -> str:
-    """``user@host`` of whoever launches, for ``orchestrate:owner``."""
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"{user}@{socket.gethostname()}"
+    """The ``orchestrate:owner`` of whoever launches (``infra.tags.current_owner``)."""
+    return current_owner()
 
 
 def ssh_transport_factory(address: Address) -> Transport:
@@ -333,9 +328,10 @@ class AwsProvider:
             raise ProviderError(f"machine {machine.id} has no address (not running?)")
         return self.transport_factory(machine.address)
 
-    def reconnect(self, run_id: str, name: str) -> None:
-        """None: a job ends with its instance, so ``down`` stops it by releasing the machine."""
-        return None
+    def reconnect(self, run_id: str, name: str) -> Transport | None:
+        """The run's running instance ``name``, for ``down`` to fetch what finished trainers
+        left before releasing it; None when none runs (``launch.reconnect``)."""
+        return launching.reconnect(self, run_id, name)
 
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
         """Run the image spec's setup if the AMI was not baked; point at its venv's python.

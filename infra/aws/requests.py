@@ -63,10 +63,11 @@ def resource_tags(
     machine: str | None = None,
     extra: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
-    """Our tags for one resource; ``extra`` (e.g. the plan's tags) never overrides the run id."""
+    """Our tags for one resource; ``extra`` (e.g. the plan's tags) never overrides the run id
+    or the owner: every resource of a run carries the provider's one owner value."""
     tags = dict(extra or {})
     tags[TAG_RUN] = run_id
-    tags.setdefault(TAG_OWNER, owner)
+    tags[TAG_OWNER] = owner
     if deadline is not None:
         tags[TAG_EXPIRES] = expires_tag(deadline)
     if machine is not None:

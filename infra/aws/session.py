@@ -66,3 +66,14 @@ def ec2_client(session: boto3.session.Session) -> EC2Client:
 def ssm_client(session: boto3.session.Session) -> SSMClient:
     """An SSM client for the session's region (reads public AMI parameters)."""
     return session.client("ssm", config=_config())
+
+
+def configured_region(profile: str | None = None) -> str | None:
+    """The region the standard chain names (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the
+    profile's ``region``), or None where it names none or boto3 is missing."""
+    try:
+        sdk = import_boto3()
+        region = sdk.session.Session(profile_name=profile).region_name
+    except Exception:  # ProfileNotFound, boto3 missing: no configured region
+        return None
+    return str(region) if region else None

@@ -36,12 +36,15 @@ def sweep(
     now: datetime,
     dry_run: bool = False,
     include_images: bool = False,
+    all_owners: bool = False,
 ) -> Receipt:
     """``gc`` in ``config.region``: remove what is ours and orphaned or expired
-    (``infra.aws.gc.collect_garbage`` holds the rules)."""
+    (``infra.aws.gc.collect_garbage`` holds the rules). Ours: this user's owner tag, unless
+    ``all_owners`` (which the CLI confirms with the user first)."""
     provider = _open(config)
     return collect_garbage(
         provider.ec2,
+        owner=None if all_owners else provider.owner,
         region=provider.region,
         live_runs=live_runs,
         now=now,

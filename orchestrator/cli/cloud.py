@@ -8,6 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -33,29 +35,75 @@ def _config(args: argparse.Namespace, region: str | None) -> AwsConfig:
     )
 
 
-def journal_regions(runs: list[RunRow]) -> list[str]:
+def journal_regions(runs: list[RunRow], default: str = DEFAULT_REGION) -> list[str]:
     """The regions the journal's AWS runs used (their kept provider configs): where ``gc``
-    sweeps when no ``--region`` is given, with the experiment files gone or moved."""
+    sweeps when no ``--region`` is given, with the experiment files gone or moved. A run
+    that named no region used the chain's: ``default``, the region configured now."""
     regions = set()
     for run in runs:
         if run.provider != AwsConfig.name:
             continue
         config = config_from_json(run.provider_config) if run.provider_config else None
         region = config.region if isinstance(config, AwsConfig) else None
-        regions.add(region or DEFAULT_REGION)
+        regions.add(region or default)
     return sorted(regions)
+
+
+# A run `running` in the journal whose orchestrator is gone (no live lease: pid and heartbeat)
+# is an orphan once its last sign of life is this old; until then gc leaves it alone.
+ORPHAN_GRACE_S = 600.0
+
+
+def live_runs(journal: Journal, runs: list[RunRow], *, now: float) -> list[str]:
+    """The runs ``gc`` must leave alone: ``running`` in the journal, and either held by a live
+    orchestrator (``orchestrator.lease``: a fresh heartbeat and, on this host, its pid) or
+    heard from (heartbeat, else the run's start) less than ``ORPHAN_GRACE_S`` ago."""
+    from orchestrator.lease import holder
+
+    alive = []
+    for run in runs:
+        if run.status != "running":
+            continue
+        lease = holder(journal, run.id)
+        if lease is not None and lease.live(now):
+            alive.append(run.id)
+            continue
+        last = lease.beat if lease is not None else run.created_at
+        if now - last < ORPHAN_GRACE_S:
+            alive.append(run.id)
+    return alive
+
+
+def _confirm_all_owners(args: argparse.Namespace, regions: list[str]) -> None:
+    """``gc --all-owners`` removes other people's orphans too: the user says so, every time."""
+    if args.dry_run or args.yes:
+        return
+    what = "gc --all-owners removes every owner's orphaned resources, not only yours"
+    if not sys.stdin.isatty():
+        raise UsageError(f"{what}: pass --yes to confirm (see them first with --dry-run)")
+    answer = input(f"{what}, in {', '.join(regions) or 'no region'}. Type 'yes' to go on: ")
+    if answer.strip().lower() != "yes":
+        raise UsageError("gc --all-owners not confirmed: nothing was removed")
 
 
 def cmd_gc(args: argparse.Namespace) -> int:
     """Sweep the regions asked for (else those of the journal's AWS runs) for orphans."""
+    from infra.aws.session import configured_region
     from infra.aws.verbs import enabled_regions, sweep
 
     journal = Journal.in_dir(args.state_dir)
     runs = journal.runs(limit=100_000)
-    live = [r.id for r in runs if r.status == "running"]
-    regions = args.region or journal_regions(runs)
+    live = live_runs(journal, runs, now=time.time())
+    configured = configured_region(args.profile)
+    # Asked for, else where the journal's runs went and the configured region (never a
+    # hard-coded one: a run that named no region launched in the chain's).
+    regions = args.region or sorted(
+        set(journal_regions(runs, configured or DEFAULT_REGION)) | ({configured} - {None})
+    )
     if args.all_regions:
-        regions = enabled_regions(_config(args, DEFAULT_REGION))
+        regions = enabled_regions(_config(args, configured or DEFAULT_REGION))
+    if args.all_owners:
+        _confirm_all_owners(args, regions)
     if not regions:
         print(
             "no AWS run in the journal, so no region to sweep "
@@ -69,6 +117,7 @@ def cmd_gc(args: argparse.Namespace) -> int:
             now=datetime.now(UTC),
             dry_run=args.dry_run,
             include_images=args.images,
+            all_owners=args.all_owners,
         )
         receipts.append(receipt)
         if not args.json:
@@ -173,6 +222,12 @@ def add_cloud_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--all-regions", action="store_true", help="sweep every enabled region")
     p.add_argument("--dry-run", action="store_true", help="list what would go; change nothing")
     p.add_argument("--images", action="store_true", help="also baked AMIs and their snapshots")
+    p.add_argument(
+        "--all-owners",
+        action="store_true",
+        help="also other owners' orphans in the account (asks first; default: only yours)",
+    )
+    p.add_argument("--yes", action="store_true", help="confirm --all-owners without asking")
     p.set_defaults(func=cmd_gc)
 
     ami = sub.add_parser("ami", parents=[common], help="baked machine images")

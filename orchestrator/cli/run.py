@@ -91,6 +91,10 @@ def build_plan(
     catalog = load_catalog(args.state_dir)
     choices: tuple[TypeChoice, ...] = ()
     if exp.provider == "aws" and not getattr(args, "local", False):
+        if exp.region is None:  # the region the launch goes to: the chain's, priced as such
+            from infra.aws.session import configured_region
+
+            exp = exp.model_copy(update={"region": configured_region(exp.profile)})
         exp, choices = resolve_machines(exp, catalog, spec_path=args.file)
         if found := unpriced(exp, catalog):  # no launch without a price: the cap would be off
             raise located(Path(args.file), found)

@@ -159,3 +159,15 @@ def test_forecast_and_deadline_use_the_dearest_fallback(tmp_path: Path) -> None:
     )
     (slot,) = plan.machines
     assert slot.launch.hourly_usd == 2.0
+
+
+def test_a_file_without_a_region_is_priced_in_the_configured_region(tmp_path: Path) -> None:
+    spec = _spec("{instance_type: g4dn.xlarge, ami: dl-gpu-ubuntu24}")
+    (tmp_path / "eu.yaml").write_text(spec.replace("region: us-east-1\n", ""))
+    env = _env(tmp_path) | {"AWS_DEFAULT_REGION": "eu-west-1"}
+    proc = orchestrate(["plan", "eu.yaml", "--json"], env, tmp_path, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    (machine,) = json.loads(proc.stdout)["machines"]
+    assert machine["hourly_usd"] == load_catalog(None).hourly_usd(
+        "g4dn.xlarge", "eu-west-1", spot=False
+    )

@@ -71,10 +71,10 @@ def test_gc_removes_baked_images_only_when_asked(provider: AwsProvider, ec2: Any
         deadline=START + timedelta(hours=2),
         token="bake-tok",
     )
-    plain = collect_garbage(ec2, region="us-east-1", live_runs=set(), now=START)
+    plain = collect_garbage(ec2, owner=None, region="us-east-1", live_runs=set(), now=START)
     assert plain.items == ()
     receipt = collect_garbage(
-        ec2, region="us-east-1", live_runs=set(), now=START, include_images=True
+        ec2, owner=None, region="us-east-1", live_runs=set(), now=START, include_images=True
     )
     assert receipt.ok
     assert ("image", ref.ami_id, "deregistered") in {(i.kind, i.id, i.state) for i in receipt.items}

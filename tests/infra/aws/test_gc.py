@@ -25,7 +25,13 @@ def test_orphan_is_removed_and_live_run_kept(
     sweeper = Sweeper(ec2, region="us-east-1", sleep=clock.sleep, monotonic=clock.monotonic)
 
     dry = collect_garbage(
-        ec2, region="us-east-1", live_runs={"run-live"}, now=START, dry_run=True, sweeper=sweeper
+        ec2,
+        owner=None,
+        region="us-east-1",
+        live_runs={"run-live"},
+        now=START,
+        dry_run=True,
+        sweeper=sweeper,
     )
     assert {(i.kind, i.state) for i in dry.items if i.run_id == "run-crashed"} == {
         ("instance", "would delete"),
@@ -36,7 +42,7 @@ def test_orphan_is_removed_and_live_run_kept(
     assert _live(ec2) == {live.id, orphan.id}
 
     receipt = collect_garbage(
-        ec2, region="us-east-1", live_runs={"run-live"}, now=START, sweeper=sweeper
+        ec2, owner=None, region="us-east-1", live_runs={"run-live"}, now=START, sweeper=sweeper
     )
     assert receipt.ok and _live(ec2) == {live.id}
     gone = {i.kind for i in receipt.items if i.run_id == "run-crashed" and i.state != "kept"}
@@ -54,6 +60,7 @@ def test_expired_machine_goes_even_if_its_run_is_live(
     sweeper = Sweeper(ec2, region="us-east-1", sleep=clock.sleep, monotonic=clock.monotonic)
     receipt = collect_garbage(
         ec2,
+        owner=None,
         region="us-east-1",
         live_runs={"run-long"},
         now=START + timedelta(hours=2),
@@ -67,5 +74,5 @@ def test_expired_machine_goes_even_if_its_run_is_live(
 def test_untagged_resources_are_never_touched(ec2: Any) -> None:
     image = ec2.describe_images(Owners=["099720109477"])["Images"][0]["ImageId"]
     ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)
-    receipt = collect_garbage(ec2, region="us-east-1", live_runs=set(), now=START)
+    receipt = collect_garbage(ec2, owner=None, region="us-east-1", live_runs=set(), now=START)
     assert receipt.items == () and len(_live(ec2)) == 1
