@@ -143,14 +143,6 @@ class Job(_Strict):
     timeout_minutes: PositiveFloat | None = None
 
 
-class ReportConfig(_Strict):
-    compare: list[Literal["device", "optimizer", "framework", "trainer"]] = [
-        "device",
-        "optimizer",
-        "framework",
-    ]
-
-
 class Experiment(_Strict):
     name: Annotated[str, Field(min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")]
     provider: Literal["local", "ssh", "aws"] = "local"
@@ -169,4 +161,3 @@ class Experiment(_Strict):
     workdir: str | None = None  # synced to each machine for ``run:`` jobs; relative to the file
     ship_secrets: list[str] = []  # secret-looking files to ship anyway (refused by default)
     jobs: Annotated[list[Job], Field(min_length=1)]
-    report: ReportConfig = ReportConfig()

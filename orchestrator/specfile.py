@@ -96,12 +96,12 @@ def format_path(loc: Loc) -> str:
 
 def _model_at(loc: Loc) -> type[BaseModel] | None:
     """The pydantic model whose fields live at ``loc`` (for 'did you mean' on unknown keys)."""
-    from orchestrator.spec import Budget, Host, MachineClass, ReportConfig
+    from orchestrator.spec import Budget, Host, MachineClass
 
     if not loc:
         return Experiment
     head = loc[0]
-    nested: dict[str, type[BaseModel]] = {"budget": Budget, "report": ReportConfig}
+    nested: dict[str, type[BaseModel]] = {"budget": Budget}
     if head == "jobs" and len(loc) == 2:
         return Job
     if head == "hosts" and len(loc) == 2:

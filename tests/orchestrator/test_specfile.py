@@ -61,3 +61,12 @@ def test_scalars_become_single_value_axes() -> None:
     assert job.optimizer == ["adam"]
     assert job.hidden == [[300], [300, 100]]
     assert job.device == ["cpu"]
+
+
+def test_the_unused_report_key_is_gone() -> None:
+    """``report.compare`` was accepted and read by nothing (issue 15): it is refused now,
+    located, like any unknown key."""
+    text = "name: x\njobs:\n  - trainer: pca\nreport:\n  compare: [device]\n"
+    with pytest.raises(SpecError) as info:
+        parse_experiment(text, "x.yaml")
+    assert "report" in str(info.value) and "x.yaml:4" in str(info.value)
