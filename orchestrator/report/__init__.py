@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from orchestrator.report.analysis import DEFAULT_TARGET_ERROR, build_tables
 from orchestrator.report.compare import compare_runs
 from orchestrator.report.document import Report
 from orchestrator.report.load import load_run
 from orchestrator.report.model import RunData, TaskResult
 from orchestrator.report.plots import Plot, make_plots
 from orchestrator.report.render import write_outputs
-from orchestrator.report.tables import DEFAULT_TARGET_ERROR, build_tables
 from orchestrator.state import Journal
 
 MATPLOTLIB_HINT = "matplotlib is not installed: pip install 'orchestrate[report]'"

@@ -20,8 +20,8 @@ from rich.console import Console
 from orchestrator.errors import UnknownRun
 from orchestrator.paths import RunPaths, default_state_dir
 from orchestrator.report import build_report
+from orchestrator.report.analysis import DEFAULT_TARGET_ERROR
 from orchestrator.report.render import render_terminal, to_json, write_outputs
-from orchestrator.report.tables import DEFAULT_TARGET_ERROR
 from orchestrator.state import Journal
 from orchestrator.ui_tables import print_path
 

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.report.analysis import speedups
 from orchestrator.report.model import RunData, TaskResult
-from orchestrator.report.tables import speedups
 
 _DPI = 120  # 12x5.4 inch figures -> 1440x648 px: sharp across a 1400 px page
 FIGSIZE = (12.0, 5.4)

@@ -15,10 +15,10 @@ from typing import Any
 
 from rich.console import Console
 
+from orchestrator.report.analysis import speedups, time_to_target, usd_per_epoch
 from orchestrator.report.document import Report
 from orchestrator.report.model import TaskResult
 from orchestrator.report.table import Cell, Table
-from orchestrator.report.tables import speedups, time_to_target, usd_per_epoch
 from orchestrator.report.terminal import render_table
 
 

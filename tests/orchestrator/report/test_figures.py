@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
+from orchestrator.report.analysis import build_tables, has_cost
 from orchestrator.report.load import load_run
 from orchestrator.report.plots import _devices, _error, _spectrum
-from orchestrator.report.tables import build_tables, has_cost
 from orchestrator.state import Journal
 
 plt = pytest.importorskip("matplotlib.pyplot")

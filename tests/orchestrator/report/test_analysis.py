@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.report.lecun import PUBLISHED, architecture, same_architecture
-from orchestrator.report.load import load_run
-from orchestrator.report.table import fmt_cell
-from orchestrator.report.tables import (
+from orchestrator.report.analysis import (
     build_tables,
     device_table,
     lecun_table,
@@ -19,6 +16,9 @@ from orchestrator.report.tables import (
     task_cost_table,
     time_to_target,
 )
+from orchestrator.report.lecun import PUBLISHED, architecture, same_architecture
+from orchestrator.report.load import load_run
+from orchestrator.report.table import fmt_cell
 from orchestrator.state import Journal
 from tests.orchestrator.report.conftest import metrics, timing
 

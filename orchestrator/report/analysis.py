@@ -1,4 +1,5 @@
-"""The report's tables, built from a loaded run; pure functions, no printing, no plotting.
+"""The report's analysis, as tables built from a loaded run (the ``Table`` shape itself is
+``report.table``); pure functions, no printing, no plotting.
 
 Which comparisons are made (the experiment's questions): CPU vs GPU for the same work, the
 optimizers against each other (error per epoch, time to a target error), our MNIST numbers
