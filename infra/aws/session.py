@@ -1,6 +1,6 @@
 """Lazy boto3: a Session and its clients, created only when AWS is actually used.
 
-boto3 is an optional extra (``orchestrate[aws]``), so it is imported here, inside functions,
+boto3 is a base dependency but is imported here, inside functions (a local plan never loads it),
 and its absence becomes a ``ProviderError`` that says what to install. ``AWS_ENDPOINT_URL``
 (and ``AWS_ENDPOINT_URL_EC2`` etc.) are honoured by botocore itself, which is how the
 end-to-end tests point the CLI at a local moto server; nothing here needs to read them.
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
     from mypy_boto3_ssm import SSMClient
 
-INSTALL_HINT = "the aws provider needs boto3: pip install 'orchestrate[aws]'"
+INSTALL_HINT = "the aws provider needs boto3 (a base dependency): pip install -e ."
 
 # Retries for throttling and transient faults: boto3's "standard" mode with a few more
 # attempts, since a launch issues bursts of Describe* calls while it waits.

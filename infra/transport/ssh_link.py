@@ -37,7 +37,7 @@ def load_paramiko() -> Any:
     try:
         import paramiko
     except ImportError as exc:  # pragma: no cover - the ssh extra is a dev dependency
-        raise ProviderError("install the ssh extra: pip install 'orchestrate[ssh]'") from exc
+        raise ProviderError("paramiko (a base dependency) is missing: pip install -e .") from exc
     return paramiko
 
 
