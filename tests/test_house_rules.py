@@ -183,3 +183,100 @@ def test_no_import_circle_even_inside_a_package() -> None:
 def test_the_circle_check_can_fail() -> None:
     graph = {"a.x": {"a.y"}, "a.y": {"a.x"}, "a.z": {"a.x"}}
     assert circles(graph) == [frozenset({"a.x", "a.y"})]
+
+
+# ---------------------------------------------------------------- point 8: docstrings
+
+
+def public_functions_without_docstring(path: Path) -> list[str]:
+    """Public functions and methods of public classes (names without a leading underscore)
+    that have no docstring; dunders, overloads and Protocol stubs (``...``) are exempt."""
+    missing = []
+
+    def walk(body: list[ast.stmt], prefix: str) -> None:
+        for node in body:
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                stub = len(node.body) == 1 and isinstance(node.body[0], ast.Expr)
+                if node.name.startswith("_") or stub or ast.get_docstring(node):
+                    continue
+                missing.append(prefix + node.name)
+            elif isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                walk(node.body, f"{prefix}{node.name}.")
+
+    walk(ast.parse(path.read_text()).body, "")
+    return missing
+
+
+# Modules that still lack docstrings on public functions, and how many; a module may only
+# go down. Issue 15 asks for all of them; this list is the work left.
+DOCSTRINGS_MISSING_FOR_NOW: dict[str, int] = {
+    "infra/aws/check.py": 3,
+    "infra/aws/gc.py": 3,
+    "infra/aws/hostkeys.py": 1,
+    "infra/aws/launch.py": 2,
+    "infra/aws/provider.py": 6,
+    "infra/host_spec.py": 1,
+    "infra/ssh_config.py": 2,
+    "infra/transport/base.py": 3,
+    "infra/transport/fetch.py": 1,
+    "infra/transport/local.py": 6,
+    "infra/transport/manifest.py": 4,
+    "infra/transport/ssh_control.py": 1,
+    "infra/transport/ssh_link.py": 1,
+    "infra/transport/ssh_sync.py": 3,
+    "infra/transport/ssh_tar.py": 2,
+    "orchestrator/cli/__init__.py": 2,
+    "orchestrator/cli/attach_cmd.py": 2,
+    "orchestrator/cli/gpus_cmd.py": 2,
+    "orchestrator/cli/init_cmd.py": 2,
+    "orchestrator/cli/inspect_cmds.py": 2,
+    "orchestrator/cli/money.py": 8,
+    "orchestrator/cli/run.py": 5,
+    "orchestrator/cli/ssh_cmd.py": 2,
+    "orchestrator/cost.py": 2,
+    "orchestrator/engine.py": 2,
+    "orchestrator/events.py": 2,
+    "orchestrator/lease.py": 1,
+    "orchestrator/matrix.py": 1,
+    "orchestrator/paths.py": 12,
+    "orchestrator/plan.py": 2,
+    "orchestrator/report/analysis.py": 9,
+    "orchestrator/report/compare.py": 2,
+    "orchestrator/report/html.py": 2,
+    "orchestrator/report/model.py": 7,
+    "orchestrator/report/plots.py": 1,
+    "orchestrator/report/render.py": 2,
+    "orchestrator/report/table.py": 3,
+    "orchestrator/report/terminal.py": 2,
+    "orchestrator/resources.py": 3,
+    "orchestrator/schedule.py": 1,
+    "orchestrator/schedule_store.py": 8,
+    "orchestrator/ssh_inventory.py": 1,
+    "orchestrator/state.py": 14,
+    "orchestrator/summary.py": 2,
+    "orchestrator/task_run.py": 2,
+    "orchestrator/ui.py": 4,
+    "orchestrator/ui_lines.py": 1,
+}
+
+
+def test_public_functions_in_orchestrator_and_infra_have_docstrings() -> None:
+    over = {}
+    for _, path in _modules("orchestrator", "infra"):
+        missing = public_functions_without_docstring(path)
+        if len(missing) > DOCSTRINGS_MISSING_FOR_NOW.get(_rel(path), 0):
+            over[_rel(path)] = missing
+    assert over == {}, "say why in a docstring (STYLE.md: every public function)"
+
+
+def test_the_docstring_check_can_fail(tmp_path: Path) -> None:
+    module = tmp_path / "m.py"
+    module.write_text(
+        "def bare(): return 1\n"
+        "def _private(): return 1\n"
+        "class C:\n"
+        "    def told(self):\n        '''Why.'''\n        return 1\n"
+        "    def stub(self): ...\n"
+        "    def untold(self): return 1\n"
+    )
+    assert public_functions_without_docstring(module) == ["bare", "C.untold"]
