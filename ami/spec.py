@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -52,11 +53,44 @@ class ImageSpec:
     python: str = "python3"
     venv: str = DEFAULT_VENV
     packages: tuple[str, ...] = field(default_factory=tuple)  # pip requirements for the venv
+    # The instance families the image supports (``g4dn``, ``p5``); empty: any of its
+    # architecture. A GPU image's drivers support only some GPU generations (no Volta/p3).
+    instance_families: tuple[str, ...] = field(default_factory=tuple)
+    bake_instance_type: str | None = None  # what ``ami bake`` launches by default
 
     @property
     def venv_python(self) -> str:
         """The interpreter the engine should run trainers with on a machine of this image."""
         return f"{self.venv}/bin/python"
+
+    @property
+    def bake_type(self) -> str:
+        """The instance type ``ami bake`` uses by default: the spec's own, else a GPU type
+        for a CUDA image (its setup checks the driver) and a small CPU type otherwise."""
+        return self.bake_instance_type or (
+            "g4dn.xlarge" if self.flavour == "cuda" else "c6i.xlarge"
+        )
+
+    def mismatch(self, instance_type: str) -> str | None:
+        """Why ``instance_type`` cannot run this image, or None when it can.
+
+        Contract: 1. a Graviton type (``c7g``, ``t4g``: a ``g`` after the generation digit)
+        is arm64, every other type x86_64, and it must match ``architecture``; 2. with
+        ``instance_families`` listed, the type's family must be one of them.
+        """
+        family = instance_type.split(".", 1)[0]
+        arch = "arm64" if _GRAVITON.match(family) else "x86_64"
+        if arch != self.architecture:
+            return f"{instance_type} is {arch} and image {self.name} is {self.architecture}"
+        if self.instance_families and family not in self.instance_families:
+            return (
+                f"image {self.name} supports the {', '.join(self.instance_families)} families, "
+                f"not {family}"
+            )
+        return None
+
+
+_GRAVITON = re.compile(r"^[a-z]+\d+[a-z]*g[a-z]*$")
 
 
 class ImageSpecError(ValueError):
@@ -91,6 +125,8 @@ class _SpecModel(BaseModel):
     venv: str = Field(default=DEFAULT_VENV, pattern=r"^/")
     packages: tuple[str, ...] = ()
     setup: tuple[str, ...] = ()
+    instance_families: tuple[str, ...] = ()
+    bake_instance_type: str | None = None
 
     @model_validator(mode="after")
     def _one_way_to_find_the_base(self) -> _SpecModel:
@@ -189,7 +225,8 @@ def spec_hash(spec: ImageSpec) -> str:
         16 hex digits (64 bits): short enough for a tag value, long enough not to collide.
     """
     fields = asdict(spec)
-    for display_only in ("name", "description"):
+    # Not what the image holds: where it may run, and what bakes it.
+    for display_only in ("name", "description", "instance_families", "bake_instance_type"):
         fields.pop(display_only)
     fields["setup_script"] = setup_script(spec.flavour) if spec.flavour in ("cpu", "cuda") else ""
     canonical = json.dumps(fields, sort_keys=True, separators=(",", ":"))

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from infra.aws.facts import DEFAULT_REGION, gpus_of
+from infra.aws.facts import DEFAULT_REGION
 from infra.errors import CredentialsError, ProviderError
 from infra.local import local_capacity
 from infra.prices import PriceSource, dearest
@@ -141,6 +141,9 @@ def _aws(
         allow_open_ssh=exp.allow_open_ssh,
     )
     provider = open_provider(config, prices=prices)
+    from infra.aws.types import type_facts
+
+    facts = type_facts(config.state_dir, profile=config.profile, region=config.region)
     offers = []
     issues = []
     region = exp.region or DEFAULT_REGION
@@ -164,7 +167,8 @@ def _aws(
             spent_usd=0.0,
             hourly_usd=price or 0.0,
         )
-        gpus = mc.gpus if mc.gpus is not None else gpus_of(mc.instance_type)
+        # GPUs as EC2 describes the type (cached in the state dir; the table only offline).
+        gpus = mc.gpus if mc.gpus is not None else facts.gpus(mc.instance_type)
         spot: SpotMode = "required" if mc.spot == "required" else ("preferred" if mc.spot else "no")
         req = MachineRequest(
             run_id=run_id,

@@ -215,3 +215,29 @@ def unpriced(exp: Experiment, prices: PriceSource) -> list[tuple[Loc, str, str]]
                 )
             )
     return found
+
+
+def image_mismatches(exp: Experiment) -> list[tuple[Loc, str, str]]:
+    """Where a machine's instance type (first or fallback) cannot run its image: another
+    architecture, or a family the image spec does not list (a DLAMI's drivers support only
+    some GPU generations). Refused at plan, before anything exists."""
+    from ami.spec import ImageSpecError, spec_for
+
+    found: list[tuple[Loc, str, str]] = []
+    for name, mc in exp.machines.items():
+        try:
+            image = spec_for(mc.ami)
+        except (ImageSpecError, LookupError):
+            continue  # reported where the provider is built
+        for i, itype in enumerate((mc.instance_type, *mc.fallback_types)):
+            why = image.mismatch(itype) if itype else None
+            if why is None:
+                continue
+            where: Loc = (
+                ("machines", name, "instance_type")
+                if i == 0
+                else ("machines", name, "fallback_types", i - 1)
+            )
+            families = ", ".join(image.instance_families) or image.architecture
+            found.append((where, why, f"pick a type of {families}, or another ami"))
+    return found

@@ -24,13 +24,13 @@ class TypeInfo:
     gpu_memory_gib: float = 0.0  # per GPU
 
 
+# p3 (V100) is not here: current DLAMI drivers no longer support Volta.
 INSTANCE_TYPES: dict[str, TypeInfo] = {
     "g4dn.xlarge": TypeInfo(4, 16, "T4", 1, 16),
     "g4dn.2xlarge": TypeInfo(8, 32, "T4", 1, 16),
     "g5.xlarge": TypeInfo(4, 16, "A10G", 1, 24),
     "g5.2xlarge": TypeInfo(8, 32, "A10G", 1, 24),
     "g6.xlarge": TypeInfo(4, 16, "L4", 1, 24),
-    "p3.2xlarge": TypeInfo(8, 61, "V100", 1, 16),
     "p4d.24xlarge": TypeInfo(96, 1152, "A100", 8, 40),
     "c6i.xlarge": TypeInfo(4, 8),
     "c6i.2xlarge": TypeInfo(8, 16),

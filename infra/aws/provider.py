@@ -39,6 +39,7 @@ from infra.aws.requests import (
     cloud_name,
     create_security_group_kwargs,
     import_key_pair_kwargs,
+    name_tag,
     redact,
     resource_tags,
     ssh_ingress,
@@ -449,6 +450,7 @@ class AwsProvider:
             machine=req.name,
             extra=req.tags,
         )
+        tags["Name"] = name_tag(req.run_id, req.name)  # what the EC2 console lists it as
         tags[TAG_USER] = spec.user
         # The spec rides on the launch itself, so bootstrap picks the right setup (cuda for a
         # GPU image) for launched and baked images alike.

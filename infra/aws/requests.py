@@ -145,6 +145,19 @@ def client_token(token: str, instance_type: str, zone: str | None, market: str) 
     return f"{prefix}-{digest[:32]}"
 
 
+_BURSTABLE = re.compile(r"^t\d[a-z]*\.")
+
+
+def burstable(instance_type: str) -> bool:
+    """Whether ``instance_type`` is a burstable T type (t2, t3, t3a, t4g): CPU credits apply."""
+    return bool(_BURSTABLE.match(instance_type))
+
+
+def name_tag(run_id: str, machine: str | None) -> str:
+    """The ``Name`` the console shows: ``orchestrate-<run>-<machine>`` (EC2 allows 256)."""
+    return f"{cloud_name(run_id)}-{machine}"[:256] if machine else cloud_name(run_id)
+
+
 @dataclass(frozen=True)
 class InstanceParams:
     """Everything one RunInstances call needs; ``user_data`` is the cloud-config text."""
@@ -196,6 +209,10 @@ def run_instances_kwargs(p: InstanceParams) -> dict[str, Any]:
     }
     if p.subnet_id:
         kwargs["SubnetId"] = p.subnet_id
+    if burstable(p.instance_type):
+        # Unlimited mode (the t3/t4g default) bills surplus CPU credits by the hour, outside
+        # the instance price the cost cap counts; standard mode throttles instead.
+        kwargs["CreditSpecification"] = {"CpuCredits": "standard"}
     if p.spot:
         kwargs["InstanceMarketOptions"] = {
             "MarketType": "spot",

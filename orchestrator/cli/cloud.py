@@ -199,12 +199,15 @@ def cmd_ami_bake(args: argparse.Namespace) -> int:
         spec = spec_for(args.spec)
     except ImageSpecError as exc:
         raise SpecError([SpecIssue(args.spec, 0, 0, "spec", str(exc))]) from exc
+    instance_type = args.instance_type or spec.bake_type
+    if why := spec.mismatch(instance_type):
+        raise UsageError(f"--instance-type {instance_type}: {why}")
     digest = spec_hash(spec)
     region, ref = bake_image(
         _config(args, args.region),  # ami bake's --ssh-cidr is read by _config
         spec,
         run_id=f"bake-{digest}",
-        instance_type=args.instance_type,
+        instance_type=instance_type,
         deadline=datetime.now(UTC) + timedelta(hours=args.max_hours),
         token=f"bake-{digest}",
     )
@@ -238,7 +241,8 @@ def add_cloud_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument("--profile", help="AWS profile (default: the standard boto3 chain)")
     b.add_argument("--ssh-cidr", required=True, help="your address as a /32, for the bake machine")
     b.add_argument(
-        "--instance-type", default="c6i.xlarge", help="the bake machine (default c6i.xlarge)"
+        "--instance-type",
+        help="the bake machine (default: the spec's bake_instance_type; a GPU type for a GPU spec)",
     )
     b.add_argument(
         "--max-hours", type=float, default=1.0, help="the bake machine's own deadline (default 1)"

@@ -27,7 +27,7 @@ from orchestrator.lease import RunLease
 from orchestrator.offers import OfflinePlanning, ProviderSetup, build_provider
 from orchestrator.paths import RunPaths, usable_dir
 from orchestrator.plan import Plan, make_plan
-from orchestrator.resources import TypeChoice, resolve_machines, unpriced
+from orchestrator.resources import TypeChoice, image_mismatches, resolve_machines, unpriced
 from orchestrator.specfile import load_experiment, located
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
@@ -96,7 +96,8 @@ def build_plan(
 
             exp = exp.model_copy(update={"region": configured_region(exp.profile)})
         exp, choices = resolve_machines(exp, catalog, spec_path=args.file)
-        if found := unpriced(exp, catalog):  # no launch without a price: the cap would be off
+        # No launch without a price (the cap would be off), nor on hardware its image cannot use.
+        if found := unpriced(exp, catalog) + image_mismatches(exp):
             raise located(Path(args.file), found)
     setup = build_provider(
         exp,
