@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -62,9 +63,44 @@ _ADDED_COLUMNS = (
     ("machines", "spend_usd", "REAL DEFAULT 0"),
 )
 
-# Statuses, in words the user reads in `orchestrate status`.
-RUN_ACTIVE = ("running", "planned")
-TASK_DONE = "done"
+
+class RunStatus(StrEnum):
+    """A run's status, in the words the user reads in ``orchestrate status`` (and the journal
+    stores): a StrEnum, so a value read back from SQLite compares equal to its member."""
+
+    PLANNED = "planned"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"  # some task failed; the rest ran
+    CAPPED = "capped"  # the cost guard stopped it at the cap
+    INTERRUPTED = "interrupted"  # a signal stopped it, after cleanup
+    DOWN = "down"  # `orchestrate down` finished it
+
+
+class TaskStatus(StrEnum):
+    """A task's status in the journal and the run's summary."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"  # the plan placed it nowhere (e.g. a gpu task without a GPU), with why
+    STOPPED = "stopped"  # stopped before it finished (Ctrl-C, the cap, `down`)
+    TIMEOUT = "timeout"  # ended at its timeout_minutes, partial results kept
+
+
+class MachineStatus(StrEnum):
+    """A machine's status: journalled ``requested`` before the provider is asked for it."""
+
+    REQUESTED = "requested"
+    RUNNING = "running"
+    RELEASED = "released"
+    FAILED = "failed"  # never acquired or lost; nothing of it is held
+
+
+RUN_ACTIVE = (RunStatus.RUNNING, RunStatus.PLANNED)
+TASK_DONE = TaskStatus.DONE
+MACHINE_GONE = (MachineStatus.RELEASED, MachineStatus.FAILED)
 
 
 @dataclass(frozen=True)
@@ -185,7 +221,7 @@ class Journal:
                     spec_path,
                     provider,
                     runs_dir,
-                    "running",
+                    RunStatus.RUNNING,
                     self._now(),
                     forecast_usd,
                     schedule,
@@ -229,7 +265,7 @@ class Journal:
             cur = db.execute(
                 "INSERT INTO machines (run_id, name, provider, status, requested_at) "
                 "VALUES (?,?,?,?,?)",
-                (run_id, name, provider, "requested", self._now()),
+                (run_id, name, provider, MachineStatus.REQUESTED, self._now()),
             )
             return int(cur.lastrowid or 0)
 
@@ -244,7 +280,7 @@ class Journal:
             )
 
     def machine_status(self, token: int, status: str, detail: str | None = None) -> None:
-        released = self._now() if status in ("released", "failed") else None
+        released = self._now() if status in MACHINE_GONE else None
         with self._tx() as db:
             db.execute(
                 "UPDATE machines SET status=?, detail=COALESCE(?, detail), "
@@ -274,7 +310,7 @@ class Journal:
         trainer: str,
         device: str,
         params: Mapping[str, Any],
-        status: str = "pending",
+        status: str = TaskStatus.PENDING,
         detail: str | None = None,
     ) -> None:
         with self._tx() as db:

@@ -16,7 +16,16 @@ from typing import Any
 from infra.errors import OrchestrateError
 from infra.provider import Provider
 from infra.transport.base import Job, Transport
-from orchestrator.state import Journal, RunRow, TaskRow
+from orchestrator.state import (
+    MACHINE_GONE,
+    RUN_ACTIVE,
+    Journal,
+    MachineStatus,
+    RunRow,
+    RunStatus,
+    TaskRow,
+    TaskStatus,
+)
 
 ProviderForRun = Callable[[RunRow], Provider]
 
@@ -30,19 +39,21 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
     reach = _Reach(run, provider)
     try:
         for task in journal.tasks(run_id):
-            if task.job and task.status in ("running", "failed"):
+            if task.job and task.status in (TaskStatus.RUNNING, TaskStatus.FAILED):
                 actions.extend(_finish_task(journal, run, task, reach))
         actions.extend(_stop_setups(journal, run_id, reach))
     finally:
         reach.close()
     receipt: str | None = None
     for m in journal.machines(run_id):
-        if m.status in ("released", "failed"):
+        if m.status in MACHINE_GONE:
             continue
         try:
             if m.machine_id:
                 provider.release(m.machine_id)
-            journal.machine_status(m.token, "released", "released by `orchestrate down`")
+            journal.machine_status(
+                m.token, MachineStatus.RELEASED, "released by `orchestrate down`"
+            )
             actions.append(f"released machine {m.name} ({m.machine_id or 'never acquired'})")
         except OrchestrateError as exc:
             actions.append(f"could not release {m.name}: {exc}")
@@ -55,7 +66,7 @@ def down_run(journal: Journal, run_id: str, *, provider_for: ProviderForRun) -> 
             (run_dir / "teardown.txt").write_text(receipt + "\n")
         if not result.ok:
             raise OrchestrateError(f"teardown of {run_id} incomplete:\n{receipt}")
-    status = "down" if run.status in ("running", "planned") else run.status
+    status = RunStatus.DOWN if run.status in RUN_ACTIVE else run.status
     journal.set_run_status(run_id, status, "orchestrate down")
     return {"run": run_id, "status": status, "actions": actions, "receipt": receipt}
 
@@ -102,7 +113,7 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
     out = f"{PurePosixPath(job.log).parent.parent}/out/{task.task_id}"
     local = Path(run.runs_dir) / run.id / task.task_id
     actions: list[str] = []
-    status, code, detail = "stopped", None, "stopped by `orchestrate down`"
+    status, code, detail = TaskStatus.STOPPED, None, "stopped by `orchestrate down`"
     transport = reach.get(task.machine)
     if task.machine in reach.errors:
         actions.append(
@@ -119,16 +130,16 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
                     else f" on {task.machine}"
                 )
                 actions.append(f"stopped task {task.task_id}{on} (process group {job.pid})")
-            elif task.status == "running":
+            elif task.status == TaskStatus.RUNNING:
                 code = seen.exit_code
-                status = "done" if code == 0 else "failed"
+                status = TaskStatus.DONE if code == 0 else TaskStatus.FAILED
                 detail = "finished; results fetched by `orchestrate down`"
-            if task.status == "running" or seen.running:
+            if task.status == TaskStatus.RUNNING or seen.running:
                 transport.get_tree(out, local)
                 actions.append(f"fetched {task.task_id} ({status})")
         except OrchestrateError as exc:
             actions.append(f"could not settle {task.task_id}: {_line(exc)}")
-    if task.status == "running":
+    if task.status == TaskStatus.RUNNING:
         journal.task_ended(
             run.id, task.task_id, status=status, exit_code=code, wall_s=None, detail=detail
         )

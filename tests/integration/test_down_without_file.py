@@ -120,8 +120,14 @@ def test_ssh_run_is_downed_with_its_file_deleted(
 REGION = "eu-west-1"  # not the default region: gc must learn it from the journal
 
 
+OWNER = "team-gone"  # gc sweeps only this owner's resources
+
+
 def _tagged(run_id: str) -> list[dict[str, Any]]:
-    return [{"Key": "orchestrate:run", "Value": run_id}]
+    return [
+        {"Key": "orchestrate:run", "Value": run_id},
+        {"Key": "orchestrate:owner", "Value": OWNER},
+    ]
 
 
 def _launch(ec2: Any, run_id: str) -> str:
@@ -154,6 +160,7 @@ def test_aws_run_is_downed_and_swept_from_the_journal_alone(
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         monkeypatch.setenv(name, "testing")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")  # the run's region must win
+    monkeypatch.setenv("ORCHESTRATE_OWNER", OWNER)
     state = tmp_path / "state"
     with moto.mock_aws():
         ec2 = boto3.client("ec2", region_name=REGION)
