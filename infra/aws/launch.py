@@ -469,6 +469,36 @@ def describe_machine(provider: AwsProvider, instance_id: str) -> Machine | None:
     return machine_from(provider, inst, host_key=None)
 
 
+def reconnect(provider: AwsProvider, run_id: str, name: str) -> Transport | None:
+    """A connection to ``run_id``'s running instance ``name``, its host key pinned as at
+    launch (the tag, else the console output), answering one command; None when no such
+    instance runs (its jobs ended with it) or its key cannot be pinned.
+
+    Why: after a crash, ``down`` fetches what finished trainers left on the instance before
+    releasing it; without this, terminating it would throw those results away.
+    """
+    from infra.aws.gc import list_ours
+
+    for resource in list_ours(provider.ec2, region=provider.region, run_id=run_id):
+        if resource.kind != "instance" or resource.tags.get(TAG_MACHINE) != name:
+            continue
+        inst = instance(provider, resource.id)
+        if inst.get("State", {}).get("Name") != "running":
+            continue
+        pinned = _tags(inst).get(TAG_HOSTKEY) or provider.host_keys.host_key(resource.id)
+        machine = machine_from(provider, inst, host_key=pinned)
+        if pinned is None or machine.address is None:
+            return None
+        transport = provider.transport_factory(machine.address)
+        try:
+            transport.run(["true"], timeout_s=provider.waits.ssh_attempt_timeout_s)
+        except BaseException:
+            transport.close()
+            raise
+        return transport
+    return None
+
+
 def type_info(provider: AwsProvider, instance_type: str) -> tuple[int, int]:
     """(vCPUs, GPUs) of an instance type, cached per provider."""
     if instance_type not in provider.type_cache:
