@@ -26,7 +26,7 @@ from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, Ta
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
 from orchestrator.reattach import Adopted, adoptable, held_machine, stop_stale_setups
-from orchestrator.state import TASK_DONE, Journal
+from orchestrator.state import TASK_DONE, Journal, MachineStatus, RunStatus, TaskStatus
 from orchestrator.summary import RunSummary, summarize
 from orchestrator.task_run import (
     SetupGate,
@@ -106,7 +106,7 @@ class Engine:
             shutil.copyfile(plan.spec_path, paths.experiment_copy)
         (paths.root / "plan.json").write_text(json.dumps(plan.to_json(), indent=2, default=str))
         if resume and self.journal.run(run_id) is not None:
-            self.journal.set_run_status(run_id, "running")
+            self.journal.set_run_status(run_id, RunStatus.RUNNING)
             if self.config.provider_config is not None:
                 self.journal.set_provider_config(run_id, self.config.provider_config)
         else:
@@ -129,9 +129,15 @@ class Engine:
         for pt in plan.tasks:
             task = pt.task
             machine = pt.machines[0] if pt.machines else "-"
-            status = "done" if task.id in done else ("skipped" if pt.skip_reason else "pending")
+            status = (
+                TaskStatus.DONE
+                if task.id in done
+                else (TaskStatus.SKIPPED if pt.skip_reason else TaskStatus.PENDING)
+            )
             held = adopt.get(task.id)
-            adopted = status == "pending" and held is not None and held.machine in pt.machines
+            adopted = (
+                status == TaskStatus.PENDING and held is not None and held.machine in pt.machines
+            )
             if adopted and held is not None:
                 machine = held.machine
                 self._adopted.setdefault(machine, []).append((pt, held))
@@ -142,18 +148,18 @@ class Engine:
                 trainer=task.trainer,
                 device=task.device,
                 params=task.params,
-                status="running" if adopted else status,
+                status=TaskStatus.RUNNING if adopted else status,
                 detail=pt.skip_reason,
             )
             initial.append((task.id, machine, status))
-            if status == "pending" and not adopted:
+            if status == TaskStatus.PENDING and not adopted:
                 self._queue.append(pt)
         self.reporter.event(RunStarted(run_id, str(paths.root), tuple(initial)))
-        for tid, _, status in initial:
-            if status != "pending":
-                detail = "finished in an earlier attempt" if status == "done" else ""
+        for tid, _, first in initial:
+            if first != TaskStatus.PENDING:
+                detail = "finished in an earlier attempt" if first == TaskStatus.DONE else ""
                 pt_reason = next((p.skip_reason for p in plan.tasks if p.task.id == tid), None)
-                self.reporter.event(TaskEvent(tid, status, pt_reason or detail))
+                self.reporter.event(TaskEvent(tid, first, pt_reason or detail))
 
         workers = [
             threading.Thread(
@@ -191,9 +197,9 @@ class Engine:
             self._teardown(run_id, paths)
         if self.guard is not None:
             self.guard.spend()  # the ledger's final figure, now that every machine is released
-        status = self._final_status()
-        self.journal.set_run_status(run_id, status, self.stop_reason)
-        self.reporter.event(RunEnded(run_id, status))
+        ended = self._final_status()
+        self.journal.set_run_status(run_id, ended, self.stop_reason)
+        self.reporter.event(RunEnded(run_id, ended))
         summary = summarize(self.journal, run_id)
         paths.summary_json.write_text(json.dumps(summary.to_json(), indent=2))
         return summary
@@ -213,19 +219,19 @@ class Engine:
         (paths.root / "teardown.txt").write_text(text + "\n")
         self.reporter.event(MachineEvent("*", "torn down", text.splitlines()[0]))
 
-    def _final_status(self) -> str:
+    def _final_status(self) -> RunStatus:
         if self.stop_reason and self.stop_reason.startswith("capped"):
-            return "capped"
+            return RunStatus.CAPPED
         if self.stop_reason:
-            return "interrupted"
-        return "failed" if self._failed else "done"
+            return RunStatus.INTERRUPTED
+        return RunStatus.FAILED if self._failed else RunStatus.DONE
 
     def _fail(self, run_id: str, task_id: str, reason: str, trace: str = "") -> None:
         self._failed = True
         self.journal.task_ended(
-            run_id, task_id, status="failed", exit_code=None, wall_s=None, detail=reason
+            run_id, task_id, status=TaskStatus.FAILED, exit_code=None, wall_s=None, detail=reason
         )
-        self.reporter.event(TaskEvent(task_id, "failed", reason, trace))
+        self.reporter.event(TaskEvent(task_id, TaskStatus.FAILED, reason, trace))
 
     # ------------------------------------------------------------------ machines
     def _machine_worker(self, plan: Plan, slot: MachineSlot, paths: RunPaths) -> None:
@@ -237,7 +243,7 @@ class Engine:
             if held is not None
             else self.journal.machine_requested(run_id, slot.name, self.provider.name)
         )
-        self.reporter.event(MachineEvent(slot.name, "requested", slot.launch.summary))
+        self.reporter.event(MachineEvent(slot.name, MachineStatus.REQUESTED, slot.launch.summary))
         machine: Machine | None = None
         transport: Transport | None = None
         try:
@@ -281,18 +287,18 @@ class Engine:
             text = str(exc) if isinstance(exc, OrchestrateError) else bug_line(exc)
             with self._lock:
                 self._dead[slot.name] = text.splitlines()[0]
-            self.journal.machine_status(token, "failed", text)
+            self.journal.machine_status(token, MachineStatus.FAILED, text)
             trace = "" if isinstance(exc, OrchestrateError) else traceback_text(exc)
-            self.reporter.event(MachineEvent(slot.name, "failed", text, trace))
+            self.reporter.event(MachineEvent(slot.name, MachineStatus.FAILED, text, trace))
         finally:
             if transport is not None:
                 transport.close()
             if machine is not None:
                 self.provider.release(machine.id)
-                self.journal.machine_status(token, "released")
-                self.reporter.event(MachineEvent(slot.name, "released", machine.id))
+                self.journal.machine_status(token, MachineStatus.RELEASED)
+                self.reporter.event(MachineEvent(slot.name, MachineStatus.RELEASED, machine.id))
             elif slot.name not in self._dead:
-                self.journal.machine_status(token, "released", "never acquired")
+                self.journal.machine_status(token, MachineStatus.RELEASED, "never acquired")
 
     def _sync(self, transport: Transport, ws: Workspace) -> None:
         """Ship the trainers and the workdir (only what changed)."""
@@ -411,7 +417,7 @@ class Engine:
         t0 = time.monotonic()
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
         self.journal.task_started(run_id, task.id, job_record(job, machine), machine=machine.name)
-        self.reporter.event(TaskEvent(task.id, "running", machine.name))
+        self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, machine.name))
         self._see_through(plan, pt, transport, ws, paths, job, t0)
 
     def _adopt_task(
@@ -430,12 +436,14 @@ class Engine:
         if first.finished and first.exit_code is None:  # gone: it runs again
             with self._lock:
                 self._queue.append(pt)
-            self.reporter.event(TaskEvent(task.id, "pending", "its trainer was gone; runs again"))
+            self.reporter.event(
+                TaskEvent(task.id, TaskStatus.PENDING, "its trainer was gone; runs again")
+            )
             return
         paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
         paths.task_log(task.id).unlink(missing_ok=True)  # streamed again, whole
         ran_s = time.time() - held.started_at if held.started_at else 0.0
-        self.reporter.event(TaskEvent(task.id, "running", f"{machine.name} (reattached)"))
+        self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, f"{machine.name} (reattached)"))
         self._see_through(plan, pt, transport, ws, paths, held.job, time.monotonic() - ran_s)
 
     def _see_through(
@@ -478,7 +486,7 @@ class Engine:
             stop_reason=self.stop_reason,
             timeout_s=task.timeout_s or self.config.task_timeout_s,
         )
-        if status in ("failed", "timeout"):
+        if status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
             self._failed = True
         self.journal.task_ended(
             run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail

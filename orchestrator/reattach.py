@@ -27,9 +27,9 @@ from dataclasses import dataclass
 
 from infra.errors import OrchestrateError
 from infra.transport.base import Job, Transport
-from orchestrator.state import Journal, MachineRow
+from orchestrator.state import MACHINE_HELD, Journal, MachineRow, TaskStatus
 
-HELD = ("requested", "running")
+HELD = MACHINE_HELD
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def adoptable(journal: Journal, run_id: str) -> dict[str, Adopted]:
     """Rule 2: every task of ``run_id`` the journal shows running with a job, by task id."""
     found: dict[str, Adopted] = {}
     for t in journal.tasks(run_id):
-        if t.status != "running" or not t.job:
+        if t.status != TaskStatus.RUNNING or not t.job:
             continue
         info = json.loads(t.job)
         job = Job(t.task_id, int(info["pid"]), str(info["job_dir"]), str(info["log"]))

@@ -101,6 +101,7 @@ class MachineStatus(StrEnum):
 RUN_ACTIVE = (RunStatus.RUNNING, RunStatus.PLANNED)
 TASK_DONE = TaskStatus.DONE
 MACHINE_GONE = (MachineStatus.RELEASED, MachineStatus.FAILED)
+MACHINE_HELD = (MachineStatus.REQUESTED, MachineStatus.RUNNING)
 
 
 @dataclass(frozen=True)

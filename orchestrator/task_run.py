@@ -27,6 +27,7 @@ from infra.transport.base import Job, Transport
 from orchestrator.events import Reporter, TaskOutput
 from orchestrator.matrix import Task, with_python_on_path
 from orchestrator.paths import Workspace
+from orchestrator.state import TaskStatus
 
 POLL_FIRST_S = 0.005  # start polling fast so short tasks finish without a fixed delay ...
 POLL_GROWTH = 1.25  # ... and back off gently ...
@@ -248,14 +249,14 @@ def task_outcome(
     ``stopped``). An exit 0 after a stop is not enough: a command may exit 0 on SIGTERM.
     """
     if (stopped or timed_out) and wrote_end_ok(timing):
-        return "done", None
+        return TaskStatus.DONE, None
     if stopped:
-        return "stopped", stop_reason or "stopped"
+        return TaskStatus.STOPPED, stop_reason or "stopped"
     if timed_out:  # partial results were fetched; the run goes on
-        return "timeout", f"stopped at its timeout of {timeout_s or 0.0:g}s"
+        return TaskStatus.TIMEOUT, f"stopped at its timeout of {timeout_s or 0.0:g}s"
     if exit_code == 0:
-        return "done", None
-    return "failed", f"exit {exit_code}: {last_line(log)}"
+        return TaskStatus.DONE, None
+    return TaskStatus.FAILED, f"exit {exit_code}: {last_line(log)}"
 
 
 def last_line(path: Path) -> str:

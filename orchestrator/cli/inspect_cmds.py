@@ -13,7 +13,7 @@ from orchestrator.cli.run import console
 from orchestrator.errors import UnknownRun, UsageError
 from orchestrator.lease import RunLease, stop_live_run
 from orchestrator.paths import RunPaths
-from orchestrator.state import Journal
+from orchestrator.state import MACHINE_HELD, Journal, RunStatus, TaskStatus
 from orchestrator.summary import summarize
 from orchestrator.ui_tables import RunRow, render_runs, render_summary
 
@@ -37,17 +37,17 @@ def cmd_status(args: argparse.Namespace) -> int:
     rows = []
     for r in runs:
         tasks = journal.tasks(r.id)
-        skipped = sum(1 for t in tasks if t.status == "skipped")
+        skipped = sum(1 for t in tasks if t.status == TaskStatus.SKIPPED)
         rows.append(
             RunRow(
                 run_id=r.id,
                 status=r.status,
                 provider=r.provider,
                 created_at=r.created_at,
-                done=sum(1 for t in tasks if t.status == "done"),
+                done=sum(1 for t in tasks if t.status == TaskStatus.DONE),
                 to_run=len(tasks) - skipped,
                 skipped=skipped,
-                held=sum(1 for m in journal.machines(r.id) if m.status in ("requested", "running")),
+                held=sum(1 for m in journal.machines(r.id) if m.status in MACHINE_HELD),
             )
         )
     render_runs(rows, out, journal=str(journal.path))
@@ -82,7 +82,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
                 sys.stdout.write(f"{tid} | {line}\n" if len(task_ids) > 1 else line + "\n")
         sys.stdout.flush()
         run = journal.run(args.run)
-        if not args.follow or run is None or run.status not in ("running",):
+        if not args.follow or run is None or run.status != RunStatus.RUNNING:
             return 0
         time.sleep(0.5)
 
