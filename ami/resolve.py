@@ -20,9 +20,10 @@ from typing import Any, Protocol, TypedDict
 from ami.spec import ImageSpec
 
 # SSM error codes that mean "this rule cannot answer here", not "something is broken".
-_SSM_FALLTHROUGH = frozenset(
-    {"ParameterNotFound", "AccessDeniedException", "ParameterVersionNotFound"}
-)
+_SSM_FALLTHROUGH = frozenset({"ParameterNotFound", "ParameterVersionNotFound"})
+# Not allowed to read it: the next rule may still answer, but if none does the user must hear
+# "access denied", never "not found".
+_SSM_DENIED = frozenset({"AccessDeniedException", "AccessDenied"})
 
 
 class ImageFilter(TypedDict, total=False):
@@ -63,6 +64,11 @@ class ImageRef:
     root_snapshot_gb: int = 0  # the base snapshot's size: the root volume may not be smaller
 
 
+class ImageAccessDenied(PermissionError):
+    """No rule found an image and at least one was refused by IAM (``ssm:GetParameter``):
+    the message names the action to grant, not a missing image."""
+
+
 class ImageNotFound(LookupError):
     """No rule of the spec found an image in the region; the message lists what was tried.
 
@@ -86,9 +92,11 @@ def resolve_image(
       3. Among owner + name matches the newest ``CreationDate`` wins (ties: the larger name).
 
     Raises:
+        ImageAccessDenied: no rule produced an image and IAM refused one of them.
         ImageNotFound: no rule produced an image; the message names each rule tried.
     """
     tried: list[str] = []
+    denied = False
     if spec.ami_id:
         if ec2 is None:
             return ImageRef(spec.ami_id, spec.ami_id, "", region, "literal")
@@ -97,9 +105,14 @@ def resolve_image(
             return found
         tried.append(f"literal id {spec.ami_id}: not found")
     if spec.ssm_parameter and ssm is not None:
-        ami_id = _ssm_ami_id(ssm, spec.ssm_parameter)
+        try:
+            ami_id = _ssm_ami_id(ssm, spec.ssm_parameter)
+        except PermissionError:
+            ami_id, denied = None, True
         source = f"ssm:{spec.ssm_parameter}"
-        if ami_id is None:
+        if denied:
+            tried.append(f"SSM parameter {spec.ssm_parameter}: access denied to ssm:GetParameter")
+        elif ami_id is None:
             tried.append(f"SSM parameter {spec.ssm_parameter}: not found")
         elif ec2 is None:
             return ImageRef(ami_id, ami_id, "", region, source)
@@ -121,6 +134,8 @@ def resolve_image(
         tried.append(f"owner {spec.owner} + name {spec.name_filter!r}: no match")
     if not tried:
         tried.append("no rule could run with the clients given")
+    if denied:
+        raise ImageAccessDenied(f"no image for spec {spec.name!r} in {region}: " + "; ".join(tried))
     raise ImageNotFound(f"no image for spec {spec.name!r} in {region}: " + "; ".join(tried))
 
 
@@ -151,6 +166,8 @@ def _ssm_ami_id(ssm: SsmParameters, name: str) -> str | None:
         code = getattr(exc, "response", {}).get("Error", {}).get("Code")
         if code in _SSM_FALLTHROUGH:
             return None
+        if code in _SSM_DENIED:
+            raise PermissionError(code) from exc
         raise
     value = str(response.get("Parameter", {}).get("Value", "")).strip()
     return value or None

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
-from ami.resolve import ImageNotFound, ImageRef, resolve_image
+from ami.resolve import ImageAccessDenied, ImageNotFound, ImageRef, resolve_image
 from ami.spec import ImageSpec
 from ami.userdata import HostKey, UserDataError, render_user_data
 from infra.aws import launch as launching
@@ -220,6 +220,10 @@ class AwsProvider:
             try:
                 with aws_errors(region=self.region):
                     ref = resolve_image(spec, region=self.region, ec2=self.ec2, ssm=self.ssm)
+            except ImageAccessDenied as exc:
+                raise ProviderError(
+                    f"{exc}: your AWS identity may not call ssm:GetParameter; grant it in IAM"
+                ) from exc
             except ImageNotFound as exc:
                 raise ProviderError(f"{exc}; check `orchestrate ami list` and the region") from exc
         self._images[spec] = ref

@@ -90,5 +90,6 @@ def check_requests(
     reports = []
     for req in requests:
         launch = provider.prepare(req)
-        reports.append((req.name, check_permissions(provider.ec2, launch, region=provider.region)))
+        report = check_permissions(provider.ec2, launch, region=provider.region, ssm=provider.ssm)
+        reports.append((req.name, report))
     return reports
