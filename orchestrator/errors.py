@@ -9,7 +9,8 @@
     │   ├── CredentialsError exit 2       no credentials; nothing launched
     │   ├── CapacityError                 retryable: next type / zone / on-demand
     │   ├── QuotaError                    names the quota to raise
-    │   └── LaunchTimeout
+    │   ├── LaunchTimeout
+    │   └── MachinesUnavailable           a run ended with no task started: no machine reached
     ├── TransportError       exit 4       (infra.errors)
     │   ├── HostKeyMismatch               never auto-accepted
     │   ├── ConnectError
@@ -54,6 +55,7 @@ __all__ = [
     "CredentialsError",
     "HostKeyMismatch",
     "LaunchTimeout",
+    "MachinesUnavailable",
     "OrchestrateError",
     "ProviderError",
     "QuotaError",
@@ -121,11 +123,35 @@ class TaskFailed(OrchestrateError):
 
     exit_code = 1
 
+    def __init__(self, run_id: str, failed: list[str]) -> None:
+        self.run_id, self.failed = run_id, failed
+        shown = ", ".join(failed[:5]) + (f" and {len(failed) - 5} more" if len(failed) > 5 else "")
+        super().__init__(
+            f"run {run_id}: {len(failed)} task(s) failed ({shown}); the others ran. "
+            f"See: orchestrate status {run_id}"
+        )
+
 
 class RunCapped(OrchestrateError):
     """The cost guard stopped the run at the cap; results so far were kept."""
 
     exit_code = 3
+
+    def __init__(self, run_id: str, reason: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} stopped at its budget cap ({reason}); results so far kept")
+
+
+class MachinesUnavailable(ProviderError):
+    """The run ended without starting a task that failed: every failure was a machine that
+    could not be acquired or reached (no capacity, unreachable, host key refused)."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(
+            f"run {run_id}: no machine could be acquired or reached, so its tasks never "
+            f"started. See: orchestrate status {run_id}"
+        )
 
 
 class RunInterrupted(OrchestrateError):

@@ -230,8 +230,6 @@ DOCSTRINGS_MISSING_FOR_NOW: dict[str, int] = {
     "orchestrator/cli/gpus_cmd.py": 2,
     "orchestrator/cli/init_cmd.py": 2,
     "orchestrator/cli/inspect_cmds.py": 2,
-    "orchestrator/cli/money.py": 8,
-    "orchestrator/cli/run.py": 5,
     "orchestrator/cli/ssh_cmd.py": 2,
     "orchestrator/cost.py": 2,
     "orchestrator/engine.py": 2,

@@ -21,6 +21,7 @@ from orchestrator.cli.init_cmd import add_init_parser
 from orchestrator.cli.inspect_cmds import cmd_down, cmd_logs, cmd_status
 from orchestrator.cli.money import add_money_parsers
 from orchestrator.cli.run import cmd_plan, cmd_run
+from orchestrator.cli.schedule_cmd import add_schedule_parsers
 from orchestrator.cli.ssh_cmd import add_ssh_parser
 from orchestrator.paths import default_state_dir
 from orchestrator.report.cli import add_report_parser
@@ -90,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_down)
     add_attach_parser(sub, common)
     add_money_parsers(sub, common)
+    add_schedule_parsers(sub, common)
     add_init_parser(sub, common)
     add_cloud_parsers(sub, common)
     add_gpus_parser(sub, common)
