@@ -33,12 +33,19 @@ from orchestrator.events import (
 )
 from orchestrator.plan import Plan
 from orchestrator.plan_notes import batch_notes
+from orchestrator.state import TaskStatus
 from orchestrator.ui_tables import abbreviate, render_summary
 
 __all__ = ["FileReporter", "JsonReporter", "RichReporter", "render_plan", "render_summary"]
 
 _EPOCH = re.compile(r"epoch\s*[=:]?\s*(\d+)\s*/\s*(\d+)", re.IGNORECASE)
-_FINAL = ("done", "failed", "skipped", "stopped", "timeout")
+_FINAL = (
+    TaskStatus.DONE,
+    TaskStatus.FAILED,
+    TaskStatus.SKIPPED,
+    TaskStatus.STOPPED,
+    TaskStatus.TIMEOUT,
+)
 
 
 class FileReporter:
@@ -120,7 +127,7 @@ class RichReporter:
                 "all tasks", total=len(e.tasks), state="", line=""
             )
             for tid, _machine, status in e.tasks:
-                pending = status == "pending"
+                pending = status == TaskStatus.PENDING
                 self._rows[tid] = self.progress.add_task(
                     abbreviate(tid) if self.narrow else tid,
                     total=None if pending else 1,

@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import IO
 
 from orchestrator.events import Event, MachineEvent, RunEnded, RunStarted, TaskEvent, TaskOutput
+from orchestrator.state import TaskStatus
 
 _PROGRESS = re.compile(r"\b(epoch|component|iteration|step)\s*[=:]?\s*\d+\s*/\s*\d+", re.I)
 
@@ -52,13 +53,13 @@ class LineReporter:
 
     def _event(self, e: Event) -> None:
         if isinstance(e, RunStarted):
-            skipped = sum(1 for _, _, status in e.tasks if status == "skipped")
+            skipped = sum(1 for _, _, status in e.tasks if status == TaskStatus.SKIPPED)
             extra = f" ({skipped} skipped)" if skipped else ""
             self._say(f"run {e.run_id}: {len(e.tasks)} tasks{extra} -> {e.run_dir}")
         elif isinstance(e, TaskEvent):
-            if e.state in ("pending", "skipped"):
+            if e.state in (TaskStatus.PENDING, TaskStatus.SKIPPED):
                 return
-            if e.state == "running":
+            if e.state == TaskStatus.RUNNING:
                 self._say(f"{e.task_id} started" + (f" on {e.detail}" if e.detail else ""))
             else:
                 self._say(f"{e.task_id} {e.state}" + (f" ({e.detail})" if e.detail else ""))

@@ -21,7 +21,7 @@ from orchestrator.errors import SpecError, SpecIssue, UsageError
 from orchestrator.offers import build_provider
 from orchestrator.resources import resolve_machines
 from orchestrator.specfile import load_experiment
-from orchestrator.state import Journal, RunRow
+from orchestrator.state import Journal, RunRow, RunStatus
 
 
 def _config(args: argparse.Namespace, region: str | None) -> AwsConfig:
@@ -62,7 +62,7 @@ def live_runs(journal: Journal, runs: list[RunRow], *, now: float) -> list[str]:
 
     alive = []
     for run in runs:
-        if run.status != "running":
+        if run.status != RunStatus.RUNNING:
             continue
         lease = holder(journal, run.id)
         if lease is not None and lease.live(now):

@@ -23,7 +23,7 @@ from typing import Any
 
 from infra.provider import Address
 from orchestrator.errors import UnknownRun, UsageError
-from orchestrator.state import Journal
+from orchestrator.state import Journal, MachineStatus
 
 
 def _pinned_options(address: Address, known_hosts: str) -> list[str]:
@@ -85,7 +85,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
     if run is None:
         raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
     machines = journal.machines(args.run)
-    live = [m for m in machines if m.status == "running"]
+    live = [m for m in machines if m.status == MachineStatus.RUNNING]
     names = sorted({m.name for m in machines})
     name = args.machine
     if name is None:

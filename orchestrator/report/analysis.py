@@ -24,6 +24,7 @@ from orchestrator.report.table import (
     Column,
     Table,
 )
+from orchestrator.state import TaskStatus
 
 DEFAULT_TARGET_ERROR = 0.10  # reachable in a couple of epochs by every adaptive optimizer
 
@@ -41,11 +42,11 @@ def time_to_target(task: TaskResult, target: float) -> tuple[float, int] | None:
 
 def speedups(run: RunData) -> dict[str, float]:
     """GPU task id -> CPU training time / GPU training time, where both variants finished."""
-    cpu = {t.variant: t for t in run.tasks if t.device == "cpu" and t.status == "done"}
+    cpu = {t.variant: t for t in run.tasks if t.device == "cpu" and t.status == TaskStatus.DONE}
     out: dict[str, float] = {}
     for t in run.tasks:
         base = cpu.get(t.variant)
-        if t.device != "gpu" or t.status != "done" or base is None:
+        if t.device != "gpu" or t.status != TaskStatus.DONE or base is None:
             continue
         if base.train_s and t.train_s:
             out[t.task_id] = base.train_s / t.train_s
@@ -117,8 +118,8 @@ def device_table(run: RunData) -> Table:
     tasks = sorted(run.tasks, key=lambda t: (t.variant, order.get(t.device, 2), t.task_id))
     rows: list[tuple[Cell, ...]] = []
     for t in tasks:
-        note = t.detail if t.status != "done" else None
-        if t.status == "done" and t.hardware and t.hardware.device_used:
+        note = t.detail if t.status != TaskStatus.DONE else None
+        if t.status == TaskStatus.DONE and t.hardware and t.hardware.device_used:
             note = f"ran on {t.hardware.device_used}"
         rows.append(
             (
@@ -137,8 +138,8 @@ def device_table(run: RunData) -> Table:
                 note,
             )
         )
-    reasons = sorted({t.detail for t in run.tasks if t.status == "skipped" and t.detail})
-    skipped = sum(1 for t in run.tasks if t.status == "skipped")
+    reasons = sorted({t.detail for t in run.tasks if t.status == TaskStatus.SKIPPED and t.detail})
+    skipped = sum(1 for t in run.tasks if t.status == TaskStatus.SKIPPED)
     notes = (
         "GPU speedup = CPU training seconds / GPU training seconds for the same work "
         "(compile time apart).",
@@ -228,7 +229,7 @@ def lecun_table(run: RunData) -> Table:
         for p in PUBLISHED
     ]
     for t in _mnist(run):
-        if t.status != "done" or t.test_error is None:
+        if t.status != TaskStatus.DONE or t.test_error is None:
             continue
         same = same_architecture(t.hidden)
         method = f"ours: {t.framework}/{t.optimizer} on {t.device}, {len(t.epochs)} epochs"
@@ -282,7 +283,7 @@ def pca_table(run: RunData) -> Table:
                 p.max_angle_deg if p else None,
                 p.iterations if p else None,
                 t.train_s if t.train_s is not None else t.wall_s,
-                t.detail if t.status != "done" else None,
+                t.detail if t.status != TaskStatus.DONE else None,
             )
         )
     return Table("pca", "PCA by gradient ascent vs numpy.linalg.eigh", cols, tuple(rows))

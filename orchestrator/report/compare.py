@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from orchestrator.report.model import RunData, TaskResult
 from orchestrator.report.table import FLOAT, PCT, RATE, RATIO, SCI, SECONDS, Cell, Column, Table
+from orchestrator.state import TaskStatus
 
 
 def _ratio(b: float | None, a: float | None) -> float | None:
@@ -73,7 +74,7 @@ def _sum(tasks: tuple[TaskResult, ...], field: str) -> float | None:
 
 
 def _done(run: RunData) -> int:
-    return sum(1 for t in run.tasks if t.status == "done")
+    return sum(1 for t in run.tasks if t.status == TaskStatus.DONE)
 
 
 def _best_error(run: RunData) -> float | None:

@@ -11,6 +11,7 @@ from html import escape
 
 from orchestrator.report.document import Report
 from orchestrator.report.table import Table
+from orchestrator.state import TaskStatus
 
 _CSS = """
 body { font: 14px/1.45 system-ui, sans-serif; margin: 2em auto; max-width: 1400px;
@@ -34,7 +35,7 @@ def _row_class(table: Table, row: tuple[object, ...]) -> str:
     keys = [c.key for c in table.columns]
     if table.name == "lecun" and str(row[0]).startswith("ours"):
         return "ours"
-    if "status" in keys and row[keys.index("status")] in ("skipped", "failed"):
+    if "status" in keys and row[keys.index("status")] in (TaskStatus.SKIPPED, TaskStatus.FAILED):
         return str(row[keys.index("status")])
     return ""
 

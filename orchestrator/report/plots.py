@@ -13,6 +13,7 @@ from typing import Any
 
 from orchestrator.report.analysis import speedups
 from orchestrator.report.model import RunData, TaskResult
+from orchestrator.state import TaskStatus
 
 _DPI = 120  # 12x5.4 inch figures -> 1440x648 px: sharp across a 1400 px page
 FIGSIZE = (12.0, 5.4)
@@ -170,7 +171,7 @@ def _devices(ax: Any, run: RunData) -> None:
             t = by_key.get((v, device))
             x = i + (j - 0.5) * width
             colour = "C0" if device == "cpu" else "C2"
-            seconds = t.train_s if t is not None and t.status == "done" else None
+            seconds = t.train_s if t is not None and t.status == TaskStatus.DONE else None
             if seconds is None:
                 why = t.status if t is not None else "not run"
                 ax.bar(x, 0, width, color=colour)
