@@ -159,3 +159,18 @@ class LocalProvider:
     def teardown_run(self, run_id: str) -> None:
         """A local run makes nothing besides its jobs: nothing to tear down."""
         return None
+
+    def locate(self, run_id: str, name: str) -> Machine:
+        """This machine (no address), with the workspace root runs use here."""
+        return Machine(
+            id=f"{LOCAL_MACHINE_ID}:{run_id}:{name}",
+            provider=self.name,
+            name=name,
+            address=None,
+            gpus=self.gpus,
+            cpus=os.cpu_count() or 1,
+            hourly_usd=0.0,
+            started_at=datetime.now(UTC),
+            python=sys.executable,
+            workspace_root=self.workspace_root,
+        )

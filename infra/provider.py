@@ -117,6 +117,9 @@ class Provider(Protocol):
       7. ``teardown_run`` removes what a run made besides machines (key pair, security
          group) once they are released, and is idempotent; None where a run makes nothing
          else (local, ssh).
+      8. ``locate`` finds machine ``name`` of an earlier run as it stands now (address,
+         pinned key, workspace root; no address means this machine), or None when it is no
+         longer there; it connects to nothing (``orchestrate ssh``).
     """
 
     name: str
@@ -134,6 +137,8 @@ class Provider(Protocol):
     def reconnect(self, run_id: str, name: str) -> Transport | None: ...
 
     def teardown_run(self, run_id: str) -> Teardown | None: ...
+
+    def locate(self, run_id: str, name: str) -> Machine | None: ...
 
 
 class Teardown(Protocol):

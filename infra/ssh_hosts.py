@@ -138,6 +138,25 @@ class SshHostsProvider:
         """Hosts are not ours to remove: a run makes nothing on them to tear down."""
         return None
 
+    def locate(self, run_id: str, name: str) -> Machine | None:
+        """Host ``name`` as the inventory has it (hosts outlive runs); None if it has none."""
+        spec = self.hosts.get(name)
+        if spec is None:
+            return None
+        return Machine(
+            id=f"ssh:{spec.name}:{run_id}",
+            provider=self.name,
+            name=spec.name,
+            address=spec.address,
+            gpus=spec.gpus,
+            cpus=spec.cpus or 0,
+            hourly_usd=spec.hourly_usd,
+            started_at=datetime.now(UTC),
+            instance_type=f"{spec.host}:{spec.port}",
+            python=spec.python,
+            workspace_root=spec.workspace_root,
+        )
+
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
         """``python: auto`` hosts get a venv with the trainers' packages (infra.ssh_python);
         any other host runs the interpreter its entry names, as it is."""

@@ -231,3 +231,7 @@ class OfflinePlanning:
     def teardown_run(self, run_id: str) -> None:
         """Nothing: planning makes nothing."""
         return None
+
+    def locate(self, run_id: str, name: str) -> Machine | None:
+        """Nothing: planning holds no machine."""
+        return None

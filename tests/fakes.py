@@ -78,3 +78,6 @@ class FakeProvider:
 
     def teardown_run(self, run_id: str) -> None:
         self.calls.append(("teardown_run", run_id))
+
+    def locate(self, run_id: str, name: str) -> Machine | None:
+        return next((m for m in self.owned(run_id=run_id) if m.name == name), None)

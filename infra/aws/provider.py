@@ -338,6 +338,10 @@ class AwsProvider:
         left before releasing it; None when none runs (``launch.reconnect``)."""
         return launching.reconnect(self, run_id, name)
 
+    def locate(self, run_id: str, name: str) -> Machine | None:
+        """The run's running instance ``name`` (address and host key as at launch), or None."""
+        return next((m for m in self.owned(run_id=run_id) if m.name == name), None)
+
     def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
         """Run the image spec's setup if the AMI was not baked; point at its venv's python.
 

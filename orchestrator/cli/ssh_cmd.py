@@ -64,32 +64,21 @@ def known_hosts_lines(address: Address) -> list[str]:
     return lines
 
 
-def _remote_address(args: argparse.Namespace, run: Any, name: str) -> tuple[Address, str]:
-    """The pinned address of machine ``name`` of ``run``, and its workspace root there."""
+def cmd_ssh(args: argparse.Namespace) -> int:
+    """A shell (or one command) on a machine of a run, in the run's workspace there: over
+    OpenSSH with the key pinned as the run pinned it, or here for a machine without address."""
     from orchestrator.offers import provider_for_run
 
-    provider = provider_for_run(run, state_dir=args.state_dir)
-    hosts = getattr(provider, "hosts", None)
-    if isinstance(hosts, dict) and name in hosts:  # ssh: the inventory knows it
-        spec = hosts[name]
-        return spec.address, f"{spec.workspace_root}/{run.id}"
-    owned = [m for m in provider.owned(run_id=run.id) if m.name == name]
-    if not owned or owned[0].address is None:
-        raise UsageError(f"machine {name!r} of run {run.id} is not running")
-    return owned[0].address, f"{owned[0].workspace_root}/{run.id}"
-
-
-def cmd_ssh(args: argparse.Namespace) -> int:
     journal = Journal.in_dir(args.state_dir)
     run = journal.run(args.run)
     if run is None:
         raise UnknownRun(f"no run {args.run!r}; see `orchestrate status`")
     machines = journal.machines(args.run)
-    live = [m for m in machines if m.status == MachineStatus.RUNNING]
+    live = sorted({m.name for m in machines if m.status == MachineStatus.RUNNING})
     names = sorted({m.name for m in machines})
     name = args.machine
     if name is None:
-        pool = sorted({m.name for m in live}) or (names if run.provider == "ssh" else [])
+        pool = live or names  # a run that ended: its machines, where they outlive it
         if len(pool) != 1:
             raise UsageError(
                 f"run {args.run} has {len(pool)} machine(s) to enter ({', '.join(pool) or 'none'})"
@@ -98,14 +87,16 @@ def cmd_ssh(args: argparse.Namespace) -> int:
         name = pool[0]
     elif name not in names:
         raise UsageError(f"run {args.run} has no machine {name!r} (machines: {', '.join(names)})")
-    elif run.provider == "aws" and name not in {m.name for m in live}:
+    machine = provider_for_run(run, state_dir=args.state_dir).locate(run.id, name)
+    if machine is None:
         raise UsageError(f"machine {name!r} of run {args.run} is no longer running")
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
-    if run.provider == "local":
-        ws = Path(args.state_dir) / "workspaces" / args.run
+    ws_root = f"{machine.workspace_root}/{run.id}"
+    if machine.address is None:  # this machine
+        ws = Path(ws_root)
         argv = command or [os.environ.get("SHELL", "/bin/sh")]
         return subprocess.call(argv, cwd=ws if ws.is_dir() else None)
-    address, ws_root = _remote_address(args, run, name)
+    address = machine.address
     if shutil.which("ssh") is None:
         raise UsageError("the OpenSSH client (ssh) is not installed here")
     inner = shlex.join(command) if command else 'exec "${SHELL:-/bin/sh}" -l'

@@ -77,6 +77,10 @@ def test_local_run_is_downed_with_its_file_deleted(tmp_path: Path, env: dict[str
     exp = {"name": "gone", "jobs": [{"trainer": "mnist", "optimizer": ["sgd"], "epochs": 3}]}
     run_id, pid = _crash_then_delete(tmp_path, env, exp)
     try:
+        # `ssh` too reaches the run's machine from the journal alone: here, its workspace.
+        shell = orchestrate(["ssh", run_id, "local", "--", "pwd"], env, tmp_path)
+        assert shell.returncode == 0, shell.stderr
+        assert shell.stdout.strip() == str((tmp_path / "state" / "workspaces" / run_id).resolve())
         receipt = _down_and_gc(tmp_path, env, run_id, pid)
         assert any("stopped task" in a for a in receipt["actions"])
     finally:
