@@ -31,6 +31,19 @@ class CredentialsError(ProviderError):
     exit_code = 2
 
 
+class PlacementError(ProviderError):
+    """The request names a network place that does not exist here (no default VPC, an unknown
+    subnet, VPC or zone): bad input, refused at plan, nothing launched. ``where`` is the
+    experiment key to point at (``("region",)``, ``("machines", "gpu", "zones")``)."""
+
+    exit_code = 2
+
+    def __init__(self, message: str, *, where: tuple[str | int, ...] = (), hint: str = "") -> None:
+        super().__init__(message)
+        self.where = where
+        self.hint = hint
+
+
 class CapacityError(ProviderError):
     """The cloud had no capacity for a type/zone; the caller may try the next one."""
 

@@ -32,6 +32,7 @@ class MachineRequest:
     deadline: datetime | None = None
     tags: Mapping[str, str] = field(default_factory=dict)
     region: str | None = None
+    zones: tuple[str, ...] = ()  # the zones capacity fallback may use (empty: every zone)
 
 
 @dataclass(frozen=True)

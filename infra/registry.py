@@ -54,6 +54,9 @@ class AwsConfig:
     profile: str | None = None
     ssh_cidr: str | None = None
     allow_open_ssh: bool = False
+    subnet_id: str | None = None  # launch here (and in its VPC) instead of the default VPC
+    vpc_id: str | None = None  # launch in this VPC's subnets instead of the default VPC's
+    use_private_ip: bool = False  # reach machines by private address; no public IP
 
 
 ProviderConfig = LocalConfig | SshConfig | AwsConfig
@@ -125,5 +128,8 @@ def open_provider(config: ProviderConfig, *, prices: PriceSource | None = None) 
         profile=config.profile,
         ssh_cidr=config.ssh_cidr,
         allow_open_ssh=config.allow_open_ssh,
+        subnet_id=config.subnet_id,
+        vpc_id=config.vpc_id,
+        use_private_ip=config.use_private_ip,
         prices=_SpotPrices(prices) if prices is not None else None,
     )

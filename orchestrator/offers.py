@@ -139,6 +139,9 @@ def _aws(
         profile=exp.profile,
         ssh_cidr=exp.ssh_cidr,
         allow_open_ssh=exp.allow_open_ssh,
+        subnet_id=exp.subnet_id,
+        vpc_id=exp.vpc_id,
+        use_private_ip=exp.use_private_ip,
     )
     provider = open_provider(config, prices=prices)
     from infra.aws.types import type_facts
@@ -180,6 +183,7 @@ def _aws(
             deadline=deadline,
             tags=machine_tags(run_id, name, deadline),
             region=exp.region,
+            zones=tuple(mc.zones),
         )
         reason = "" if gpus else f"machine class {name} ({mc.instance_type}) has no GPU"
         offers.append(MachineOffer(req, slots=1, gpus=gpus, gpu_reason=reason))

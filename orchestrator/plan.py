@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from infra.aws.facts import DEFAULT_REGION
+from infra.errors import PlacementError
 from infra.prices import PriceSource, dearest
 from infra.provider import LaunchRequest, MachineRequest, Provider
-from orchestrator.errors import BudgetError
+from orchestrator.errors import BudgetError, SpecError, SpecIssue
 from orchestrator.matrix import Task, expand
 from orchestrator.resources import TypeChoice
 from orchestrator.spec import Experiment
@@ -117,7 +118,6 @@ def make_plan(
     provider: Provider,
     offers: list[MachineOffer],
     history: Callable[[str, str], list[float]] | None = None,
-    now: datetime,
     prices: PriceSource | None = None,
     enforce_budget: bool = True,
 ) -> Plan:
@@ -171,7 +171,10 @@ def make_plan(
     for offer in offers:
         if offer.request.name not in used:
             continue
-        launch = provider.prepare(offer.request)
+        try:
+            launch = provider.prepare(offer.request)
+        except PlacementError as exc:  # no default VPC, an unknown subnet or zone: bad input
+            raise _located(spec_path, exc) from exc
         if prices is not None and offer.request.instance_types:
             # The dearest type this machine may fall back to: the forecast must not be low.
             price = dearest(
@@ -196,6 +199,18 @@ def make_plan(
     return Plan(
         exp, spec_path, run_id, provider.name, tuple(slots), tuple(planned), forecast, hours
     )
+
+
+def _located(spec_path: str, exc: PlacementError) -> SpecError:
+    """The provider's placement refusal, pointed at the key of the file it concerns."""
+    from pathlib import Path
+
+    from orchestrator.specfile import located
+
+    if Path(spec_path).is_file():
+        return located(Path(spec_path), [(exc.where, str(exc), exc.hint)])
+    where = ".".join(str(p) for p in exc.where)
+    return SpecError([SpecIssue(spec_path, 1, 1, where, str(exc), exc.hint or None)])
 
 
 def deadline_for(exp: Experiment, now: datetime) -> datetime:

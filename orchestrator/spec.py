@@ -150,6 +150,11 @@ class Experiment(_Strict):
     profile: str | None = None
     ssh_cidr: str | None = None
     allow_open_ssh: bool = False
+    # Where machines launch: a subnet (and its VPC), a VPC's subnets, else the default VPC.
+    subnet_id: Annotated[str, Field(pattern=r"^subnet-[0-9a-f]{8,17}$")] | None = None
+    vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
+    # Reach machines at their private address (a VPN into the VPC); no public IP is asked for.
+    use_private_ip: bool = False
     budget: Budget = Budget()
     machines: dict[str, MachineClass] = {}
     hosts: list[Host] = []

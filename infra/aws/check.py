@@ -163,6 +163,11 @@ def check_permissions(
     run_kwargs = dict(run_call.kwargs) if run_call else {}
     for placeholder in ("SecurityGroupIds", "UserData", "ClientToken", "KeyName", "SubnetId"):
         run_kwargs.pop(placeholder, None)
+    if "NetworkInterfaces" in run_kwargs:  # the real subnet, without the placeholder group
+        run_kwargs["NetworkInterfaces"] = [
+            {k: v for k, v in nic.items() if k != "Groups"}
+            for nic in run_kwargs["NetworkInterfaces"]
+        ]
     e: Any = cast(Any, ec2)  # the dry-run calls pass placeholders the stubs would not accept
     items: list[CheckItem] = []
     for action, how in ACTIONS.items():

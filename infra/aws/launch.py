@@ -36,6 +36,7 @@ from infra.errors import (
     CapacityError,
     HostKeyMismatch,
     LaunchTimeout,
+    PlacementError,
     ProviderError,
     QuotaError,
     TransportError,
@@ -75,6 +76,7 @@ class LaunchPlan:
     candidates: tuple[Candidate, ...]
     root_volume_gb: int
     timer: str
+    public_ip: bool = True  # AssociatePublicIpAddress, sent explicitly
 
     def run_kwargs(
         self,
@@ -101,6 +103,7 @@ class LaunchPlan:
                 subnet_id=c.subnet_id,
                 root_device_name=self.image.root_device_name,
                 root_volume_gb=self.root_volume_gb,
+                public_ip=self.public_ip,
             )
         )
 
@@ -118,8 +121,8 @@ def plan_launch(provider: AwsProvider, req: MachineRequest) -> LaunchPlan:
             f"machine {req.name!r} asks for {req.region} but this provider serves {provider.region}"
         )
     ingress = provider.ingress()
+    vpc_id, subnets = subnets_for(provider, req)
     image = provider.resolve_image(req.image)
-    vpc_id, subnets = default_subnets(provider)
     offered = offerings(provider, req.instance_types)
     markets = {"no": (False,), "preferred": (True, False), "required": (True,)}[req.spot]
     candidates = tuple(
@@ -144,27 +147,71 @@ def plan_launch(provider: AwsProvider, req: MachineRequest) -> LaunchPlan:
         candidates=candidates,
         root_volume_gb=max(req.image.root_volume_gb, image.root_snapshot_gb),
         timer=f"shutdown -h at {expires_tag(req.deadline)}",
+        public_ip=not provider.use_private_ip,
     )
 
 
-def default_subnets(provider: AwsProvider) -> tuple[str, list[tuple[str, str]]]:
-    """The default VPC and its default subnet per zone, zones in name order."""
-    ec2 = provider.ec2
-    with aws_errors(region=provider.region):
-        vpcs = ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
-        if not vpcs:
-            raise ProviderError(
-                f"no default VPC in {provider.region}: create one with `aws ec2 create-default-vpc`"
-            )
-        vpc_id = vpcs[0]["VpcId"]
-        subnets = ec2.describe_subnets(
-            Filters=[
-                {"Name": "vpc-id", "Values": [vpc_id]},
-                {"Name": "default-for-az", "Values": ["true"]},
-            ]
-        )["Subnets"]
-    pairs = sorted((s["AvailabilityZone"], s["SubnetId"]) for s in subnets)
-    return vpc_id, pairs
+def subnets_for(provider: AwsProvider, req: MachineRequest) -> tuple[str, list[tuple[str, str]]]:
+    """The VPC and one subnet per zone that ``req`` may launch in, zones in name order.
+
+    Contract: 1. the configured ``subnet_id`` alone, else 2. the configured ``vpc_id``'s
+    subnets (the first by id in each zone), else 3. the default VPC's default subnets; then
+    4. only the zones ``req.zones`` names, each of which must be among them.
+
+    Raises:
+        PlacementError: no default VPC, an unknown subnet or VPC, or a zone not offered
+            (exit 2 at plan, nothing launched).
+    """
+    ec2, region = provider.ec2, provider.region
+    with aws_errors(region=region):
+        if provider.subnet_id:
+            found = ec2.describe_subnets(
+                Filters=[{"Name": "subnet-id", "Values": [provider.subnet_id]}]
+            )["Subnets"]
+            if not found:
+                raise PlacementError(
+                    f"no subnet {provider.subnet_id} in {region}",
+                    where=("subnet_id",),
+                    hint="see `aws ec2 describe-subnets`",
+                )
+            vpc_id = found[0]["VpcId"]
+        else:
+            vpc_id = provider.vpc_id or _default_vpc(provider)
+            filters: list[Any] = [{"Name": "vpc-id", "Values": [vpc_id]}]
+            if not provider.vpc_id:
+                filters.append({"Name": "default-for-az", "Values": ["true"]})
+            found = ec2.describe_subnets(Filters=filters)["Subnets"]
+            if not found:
+                raise PlacementError(
+                    f"no subnet in VPC {vpc_id} ({region})",
+                    where=("vpc_id",) if provider.vpc_id else ("region",),
+                    hint="give subnet_id, or a VPC with subnets",
+                )
+    per_zone: dict[str, str] = {}
+    for subnet in sorted(found, key=lambda s: s["SubnetId"]):
+        per_zone.setdefault(subnet["AvailabilityZone"], subnet["SubnetId"])
+    if req.zones:
+        for i, zone in enumerate(req.zones):
+            if zone not in per_zone:
+                raise PlacementError(
+                    f"machine {req.name!r}: zone {zone} has no usable subnet in {region} "
+                    f"(these do: {', '.join(sorted(per_zone)) or 'none'})",
+                    where=("machines", req.name, "zones", i),
+                    hint="name zones of the region, or leave zones out",
+                )
+        per_zone = {z: s for z, s in per_zone.items() if z in req.zones}
+    return vpc_id, sorted(per_zone.items())
+
+
+def _default_vpc(provider: AwsProvider) -> str:
+    vpcs = provider.ec2.describe_vpcs(Filters=[{"Name": "isDefault", "Values": ["true"]}])["Vpcs"]
+    if not vpcs:
+        raise PlacementError(
+            f"no default VPC in {provider.region}",
+            where=("region",),
+            hint="create one (`aws ec2 create-default-vpc`), or give vpc_id or subnet_id",
+        )
+    return str(vpcs[0]["VpcId"])
 
 
 def offerings(provider: AwsProvider, types: tuple[str, ...]) -> dict[str, set[str]]:
@@ -346,7 +393,7 @@ def wait_ready(provider: AwsProvider, instance_id: str, pinned: str | None) -> M
         if state in ("shutting-down", "terminated", "stopping", "stopped"):
             reason = inst.get("StateReason", {}).get("Message", "no reason given")
             raise ProviderError(f"{what} went {state} during launch: {reason}")
-        if state == "running" and inst.get("PublicIpAddress"):
+        if state == "running" and ip_of(provider, inst):
             break
         if clock.monotonic() >= deadline:
             raise out_of_time(f"state {state or 'unknown'}")
@@ -429,7 +476,7 @@ def machine_from(provider: AwsProvider, inst: dict[str, Any], *, host_key: str |
     itype = str(inst.get("InstanceType", ""))
     cpus, gpus = type_info(provider, itype)
     spot = inst.get("InstanceLifecycle") == "spot"
-    ip = inst.get("PublicIpAddress")
+    ip = ip_of(provider, inst)
     run_id = tags.get(TAG_RUN, "")
     host, port = endpoint_for(str(inst["InstanceId"])) or (str(ip), 22)
     address = (
@@ -456,6 +503,13 @@ def machine_from(provider: AwsProvider, inst: dict[str, Any], *, host_key: str |
         tags=tags,
         instance_type=itype,
     )
+
+
+def ip_of(provider: AwsProvider, inst: dict[str, Any]) -> str | None:
+    """The address SSH goes to: public, or private with ``use_private_ip`` (a VPN)."""
+    key = "PrivateIpAddress" if provider.use_private_ip else "PublicIpAddress"
+    value = inst.get(key)
+    return str(value) if value else None
 
 
 def describe_machine(provider: AwsProvider, instance_id: str) -> Machine | None:

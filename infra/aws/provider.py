@@ -123,6 +123,9 @@ class AwsProvider:
         profile: str | None = None,
         ssh_cidr: str | None = None,
         allow_open_ssh: bool = False,
+        subnet_id: str | None = None,
+        vpc_id: str | None = None,
+        use_private_ip: bool = False,
         owner: str | None = None,
         host_keys: HostKeySource | None = None,
         inject_host_key: bool = True,
@@ -140,6 +143,9 @@ class AwsProvider:
         self._region = region
         self.ssh_cidr = ssh_cidr
         self.allow_open_ssh = allow_open_ssh
+        self.subnet_id = subnet_id
+        self.vpc_id = vpc_id
+        self.use_private_ip = use_private_ip
         self.owner = owner or default_owner()
         self.state_dir = state_dir
         self._host_keys = host_keys
@@ -289,31 +295,35 @@ class AwsProvider:
     def release(self, machine_id: str) -> None:
         """Request termination; an unknown or already-terminated id returns silently.
 
-        ``InvalidInstanceID.NotFound`` from TerminateInstances is not taken as done: EC2 may
-        not know a just-launched id yet. A describe (with backoff) confirms: a live instance
-        is terminated again, one that stays unknown through the backoff is unknown.
+        An error from TerminateInstances is settled by a describe, never assumed: EC2 may not
+        know a just-launched id yet (``InvalidInstanceID.NotFound`` does not mean gone), so the
+        instance is looked up with backoff; one already going or gone is done, a live one is
+        terminated again, and one that stays unknown through the backoff is unknown.
         """
         try:
             self._terminate(machine_id)
+            return
         except ProviderError as exc:
-            code = code_of(exc)
-            if code == "InvalidInstanceID.Malformed":
+            if code_of(exc) == "InvalidInstanceID.Malformed":
                 return
-            if code != "InvalidInstanceID.NotFound":
-                raise
-            try:
-                inst = until_visible(
-                    lambda: launching.instance(self, machine_id),
-                    codes=INSTANCE_NOT_YET,
-                    sleep=self.sleep,
-                    backoff=self.waits.not_found,
-                )
-            except ProviderError as again:
-                if code_of(again) == "InvalidInstanceID.NotFound":
-                    return
-                raise
-            if inst.get("State", {}).get("Name") not in ("shutting-down", "terminated"):
-                self._terminate(machine_id)
+            failure = exc
+        try:
+            inst = until_visible(
+                lambda: launching.instance(self, machine_id),
+                codes=INSTANCE_NOT_YET,
+                sleep=self.sleep,
+                backoff=self.waits.not_found,
+            )
+        except ProviderError as again:
+            if code_of(again) == "InvalidInstanceID.NotFound":
+                return
+            raise
+        state = inst.get("State", {}).get("Name")
+        if state in ("shutting-down", "terminated"):
+            return
+        if code_of(failure) != "InvalidInstanceID.NotFound":
+            raise failure
+        self._terminate(machine_id)
 
     def _terminate(self, machine_id: str) -> None:
         with aws_errors(region=self.region):

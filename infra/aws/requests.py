@@ -173,6 +173,7 @@ class InstanceParams:
     subnet_id: str | None = None
     root_device_name: str = "/dev/sda1"
     root_volume_gb: int = 40
+    public_ip: bool = True  # False: reached by private address (a VPN into the VPC)
 
 
 def run_instances_kwargs(p: InstanceParams) -> dict[str, Any]:
@@ -183,7 +184,6 @@ def run_instances_kwargs(p: InstanceParams) -> dict[str, Any]:
         "MinCount": 1,
         "MaxCount": 1,
         "KeyName": p.key_name,
-        "SecurityGroupIds": [p.security_group_id],
         "UserData": p.user_data,  # boto3 base64-encodes it
         "ClientToken": p.client_token,
         # The instance's own deadline (user-data `shutdown -h`) must end the billing, not pause it.
@@ -208,7 +208,19 @@ def run_instances_kwargs(p: InstanceParams) -> dict[str, Any]:
         "TagSpecifications": tag_specifications(["instance", "volume"], p.tags),
     }
     if p.subnet_id:
-        kwargs["SubnetId"] = p.subnet_id
+        # Through the interface, so the public address is asked for (or not) explicitly, never
+        # left to the subnet's MapPublicIpOnLaunch.
+        kwargs["NetworkInterfaces"] = [
+            {
+                "DeviceIndex": 0,
+                "SubnetId": p.subnet_id,
+                "Groups": [p.security_group_id],
+                "AssociatePublicIpAddress": p.public_ip,
+                "DeleteOnTermination": True,
+            }
+        ]
+    else:
+        kwargs["SecurityGroupIds"] = [p.security_group_id]
     if burstable(p.instance_type):
         # Unlimited mode (the t3/t4g default) bills surplus CPU credits by the hour, outside
         # the instance price the cost cap counts; standard mode throttles instead.

@@ -72,9 +72,8 @@ def test_authorize_ingress_right_after_create_group_is_retried(
     fail_call(ec2, "AuthorizeSecurityGroupIngress", "InvalidGroup.NotFound", times=2)
     machine = provider.acquire(provider.prepare(machine_request()), token="tok-sg")
     inst = ec2.describe_instances(InstanceIds=[machine.id])["Reservations"][0]["Instances"][0]
-    (group,) = ec2.describe_security_groups(GroupIds=[inst["SecurityGroups"][0]["GroupId"]])[
-        "SecurityGroups"
-    ]
+    group_id = inst["NetworkInterfaces"][0]["Groups"][0]["GroupId"]
+    (group,) = ec2.describe_security_groups(GroupIds=[group_id])["SecurityGroups"]
     assert [r["CidrIp"] for p in group["IpPermissions"] for r in p["IpRanges"]] == [
         "203.0.113.7/32"
     ]

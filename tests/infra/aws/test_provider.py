@@ -71,9 +71,8 @@ def test_acquire_sends_a_locked_down_launch(
     vol = ec2.describe_volumes(VolumeIds=[volume_id])["Volumes"][0]
     assert {t["Key"]: t["Value"] for t in vol.get("Tags", [])}.get("orchestrate:run") == "run-1"
 
-    (sg,) = ec2.describe_security_groups(GroupIds=[g["GroupId"] for g in inst["SecurityGroups"]])[
-        "SecurityGroups"
-    ]
+    groups = [g["GroupId"] for g in inst["NetworkInterfaces"][0]["Groups"]]
+    (sg,) = ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
     cidrs = [r["CidrIp"] for p in sg["IpPermissions"] for r in p["IpRanges"]]
     assert cidrs == ["203.0.113.7/32"]
 
