@@ -50,7 +50,6 @@ def engine_overhead(n: int, tmp: Path) -> dict[str, float]:
         run_id="bench",
         provider=provider,
         offers=[offer],
-        now=datetime.now(UTC),
     )
     (tmp / "project").mkdir()
     workdir = select_workdir(tmp / "project", ship_secrets=[], spec_file="exp.yaml")
@@ -98,7 +97,6 @@ def planning(n_lr: int = 625) -> dict[str, float]:
         run_id="p",
         provider=provider,
         offers=[offer],
-        now=datetime.now(UTC),
     )
     t2 = time.perf_counter()
     json.dumps(plan.to_json())

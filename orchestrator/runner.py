@@ -150,7 +150,6 @@ def _plan(
         provider=provider,
         offers=setup.offers,
         history=journal.past_wall_s,
-        now=now,
         prices=None if here else catalog,
     )
     plan = replace(plan, type_choices=choices)

@@ -65,7 +65,6 @@ def test_guard_caps_a_running_experiment(tmp_path: Path, monkeypatch: pytest.Mon
         run_id="run-1",
         provider=provider,
         offers=[offer],
-        now=datetime.now(UTC),
     )
     guard = CostGuard(journal, "run-1", cap_usd=1.0, clock=clock)
     reporter = RecordingReporter()

@@ -3,7 +3,6 @@ one-line reason, the traceback is in the events (so in run.log), and the run end
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -62,7 +61,6 @@ def run_with(
         run_id="run-1",
         provider=provider,
         offers=[offer],
-        now=datetime.now(UTC),
     )
     reporter = RecordingReporter()
     engine = Engine(

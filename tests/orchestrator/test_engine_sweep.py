@@ -4,7 +4,6 @@ answer was lost) is still torn down."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +57,6 @@ def test_a_run_whose_every_launch_failed_is_still_swept_by_tags(
         run_id="run-1",
         provider=provider,
         offers=[offer],
-        now=datetime.now(UTC),
     )
     journal = Journal.in_dir(tmp_path / "state")
     engine = Engine(

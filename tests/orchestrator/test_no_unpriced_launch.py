@@ -153,7 +153,6 @@ def test_forecast_and_deadline_use_the_dearest_fallback(tmp_path: Path) -> None:
         run_id="r",
         provider=OfflinePlanning(setup.provider),
         offers=setup.offers,
-        now=NOW,
         prices=prices,
         enforce_budget=False,
     )

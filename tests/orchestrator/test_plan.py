@@ -39,7 +39,6 @@ def test_gpu_tasks_are_skipped_with_the_reason_when_no_machine_has_a_gpu(tmp_pat
         run_id="r",
         provider=FakeProvider(workspace_root=str(tmp_path), hourly_usd=0),
         offers=[_offer("local", 0)],
-        now=NOW,
     )
     skipped = {t.task.id: t.skip_reason for t in plan.tasks if t.skip_reason}
     assert set(skipped) == {"mnist-tensorflow-sgd-gpu", "mnist-tensorflow-adam-gpu"}
@@ -57,7 +56,6 @@ def test_by_device_placement_and_forecast_basis(tmp_path) -> None:
         provider=FakeProvider(workspace_root=str(tmp_path), hourly_usd=2.0),
         offers=[_offer("cpu", 0), _offer("gpu", 1)],
         history=lambda t, m: history.get((t, m), []),
-        now=NOW,
     )
     where = {t.task.id: t.machines for t in plan.tasks}
     assert where["mnist-tensorflow-sgd-cpu"] == ("cpu",)
@@ -78,7 +76,6 @@ def test_forecast_over_the_cap_is_refused(tmp_path) -> None:
             run_id="r",
             provider=FakeProvider(workspace_root=str(tmp_path), hourly_usd=3.0),
             offers=[_offer("cpu", 0), _offer("gpu", 1)],
-            now=NOW,
         )
     assert info.value.exit_code == 2
     assert "over the budget cap $0.50" in str(info.value)

@@ -4,7 +4,6 @@ fetched, and the run goes on to its other tasks."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -37,7 +36,6 @@ def test_a_task_past_its_timeout_ends_timeout_and_keeps_its_results(
         run_id="run-1",
         provider=provider,
         offers=[offer],
-        now=datetime.now(UTC),
     )
     journal = Journal.in_dir(tmp_path / "state")
     engine = Engine(
