@@ -350,12 +350,3 @@ def collect_garbage(
             doomed.append((resource, reason))
     receipt = (sweeper or Sweeper(ec2, region=region)).remove(doomed, dry_run=dry_run)
     return Receipt(region, dry_run, receipt.items + tuple(kept))
-
-
-def require_empty(receipt: Receipt) -> None:
-    """Raise if a teardown left something behind (the CLI's `down` exit status)."""
-    if not receipt.ok:
-        left = ", ".join(f"{i.kind} {i.id} ({i.state})" for i in receipt.items if i.failed)
-        raise ProviderError(
-            f"teardown incomplete in {receipt.region}: {left}; retry `orchestrate down`"
-        )
