@@ -24,6 +24,8 @@ from orchestrator.state import RUN_ACTIVE, Journal
 
 
 def cmd_attach(args: argparse.Namespace) -> int:
+    """``attach RUN``: checks that there is something to adopt (a run not ended, its lease
+    lapsed, its file still there), then resumes it with the file it was started from."""
     journal = Journal.in_dir(args.state_dir)
     row = journal.run(args.run)
     if row is None:
@@ -60,6 +62,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
 
 
 def add_attach_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``attach`` (kept beside its command, like the other verb groups)."""
     p = sub.add_parser(
         "attach",
         parents=[common],
