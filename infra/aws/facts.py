@@ -41,10 +41,3 @@ INSTANCE_TYPES: dict[str, TypeInfo] = {
     "t3.medium": TypeInfo(2, 4),
     "t3.large": TypeInfo(2, 8),
 }
-# GPUs per instance type for the types we support: what a launch of that type will get.
-GPUS_PER_TYPE = {name: info.gpus for name, info in INSTANCE_TYPES.items() if info.gpus}
-
-
-def gpus_of(instance_type: str) -> int:
-    """GPUs an instance of ``instance_type`` has (0 for a type not in the table: CPU)."""
-    return GPUS_PER_TYPE.get(instance_type, 0)

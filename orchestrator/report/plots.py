@@ -29,12 +29,6 @@ class Plot:
     path: Path
 
 
-def matplotlib_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("matplotlib") is not None
-
-
 def make_plots(run: RunData, out_dir: Path) -> tuple[Plot, ...]:
     """Draw every figure the run has data for into ``out_dir``; returns them in reading order.
 
