@@ -320,3 +320,34 @@ def test_no_dead_code_in_orchestrator_and_infra() -> None:
     gc.require_empty, ssh_hosts.bootstrap): the product must use what it defines."""
     assert unused_definitions() - set(UNUSED_ON_PURPOSE) == set()
     assert set(UNUSED_ON_PURPOSE) <= unused_definitions(), "now used: drop it from the list"
+
+
+# ---------------------------------------------------------------- point 8: no unread keys
+
+
+def test_every_key_the_experiment_schema_accepts_is_read() -> None:
+    """A key the schema accepts and nothing reads is a promise the product does not keep
+    (``report.compare`` was one): each field of ``orchestrator.spec``'s models is named,
+    as an attribute or a string, somewhere in orchestrator/ besides spec.py."""
+    from pydantic import BaseModel
+
+    import orchestrator.spec as spec
+
+    models = [
+        v
+        for v in vars(spec).values()
+        if isinstance(v, type) and issubclass(v, BaseModel) and v.__module__ == spec.__name__
+    ]
+    read: set[str] = set()
+    for _, path in _modules("orchestrator"):
+        if _rel(path) == "orchestrator/spec.py":
+            continue
+        tree = ast.parse(path.read_text())
+        read |= names_used(tree)
+        read |= {
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str)
+        }
+    unread = {f"{m.__name__}.{f}" for m in models for f in m.model_fields if f not in read}
+    assert unread == set()
