@@ -52,6 +52,10 @@ class LaunchRequest:
     calls: tuple[ApiCall, ...] = ()
     hourly_usd: float = 0.0
     summary: str = ""
+    # The provider's own resolved plan (image, network, candidates), which ``acquire`` executes
+    # as is, filling in only secrets and the token: nothing ``prepare`` looked up is looked up
+    # again (TorchX's ``schedule(submit_dryrun(...))``). Opaque to everyone else.
+    resolved: object = field(default=None, compare=False, repr=False)
 
     def render(self) -> str:
         """A JSON-ish view for humans and ``--json``; secrets never appear in ``calls``."""

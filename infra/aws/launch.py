@@ -324,9 +324,9 @@ def launch_first(provider: AwsProvider, plan: LaunchPlan, **run: Any) -> str:
     )
 
 
-def acquire(provider: AwsProvider, req: MachineRequest, *, token: str) -> Machine:
-    """The body of ``AwsProvider.acquire`` (see there for the contract)."""
-    plan = plan_launch(provider, req)
+def acquire(provider: AwsProvider, plan: LaunchPlan, *, token: str) -> Machine:
+    """The body of ``AwsProvider.acquire``: execute ``plan`` as ``prepare`` resolved it."""
+    req = plan.request
     instance_id = find_by_token(provider, token)
     pinned: str | None = None
     if instance_id is None:

@@ -279,7 +279,7 @@ class AwsProvider:
             f"{' -> '.join(order)} (each across {len(zones)} zone(s)) in {self.region}, "
             f"from {plan.image.ami_id} ({plan.image.name}), {plan.timer}"
         )
-        return LaunchRequest("aws", req, calls, price, summary)
+        return LaunchRequest("aws", req, calls, price, summary, resolved=plan)
 
     def acquire(self, launch: LaunchRequest, *, token: str) -> Machine:
         """Launch (or find, for a retried ``token``) one machine and wait until SSH answers.
@@ -290,7 +290,10 @@ class AwsProvider:
             CredentialsError: no usable credentials.
             LaunchTimeout: the machine did not answer in time; it has been terminated.
         """
-        return launching.acquire(self, launch.request, token=token)
+        plan = launch.resolved
+        if not isinstance(plan, launching.LaunchPlan) or plan.request != launch.request:
+            plan = launching.plan_launch(self, launch.request)  # made elsewhere (offline plan)
+        return launching.acquire(self, plan, token=token)
 
     def release(self, machine_id: str) -> None:
         """Request termination; an unknown or already-terminated id returns silently.
