@@ -11,9 +11,9 @@ from pathlib import Path
 
 from orchestrator.cli.run import console
 from orchestrator.errors import UnknownRun, UsageError
-from orchestrator.lease import RunLease, stop_live_run
+from orchestrator.lease import RunLease, holder, stop_live_run
 from orchestrator.paths import RunPaths
-from orchestrator.state import MACHINE_HELD, Journal, RunStatus, TaskStatus
+from orchestrator.state import MACHINE_HELD, RUN_ACTIVE, Journal, RunStatus, TaskStatus
 from orchestrator.summary import summarize
 from orchestrator.ui_tables import RunRow, render_runs, render_summary
 
@@ -31,8 +31,10 @@ def cmd_status(args: argparse.Namespace) -> int:
             render_summary(summary, out)
         return 0
     runs = journal.runs(limit=args.limit)
+    alive = {r.id: _orchestrator_alive(journal, r.id) for r in runs if r.status in RUN_ACTIVE}
     if args.json:
-        print(json.dumps([r.__dict__ for r in runs], indent=2))
+        rows_json = [{**r.__dict__, "orchestrator_alive": alive.get(r.id)} for r in runs]
+        print(json.dumps(rows_json, indent=2))
         return 0
     rows = []
     for r in runs:
@@ -41,7 +43,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         rows.append(
             RunRow(
                 run_id=r.id,
-                status=r.status,
+                status=r.status if alive.get(r.id, True) else f"{r.status}, orchestrator gone",
                 provider=r.provider,
                 created_at=r.created_at,
                 done=sum(1 for t in tasks if t.status == TaskStatus.DONE),
@@ -51,7 +53,16 @@ def cmd_status(args: argparse.Namespace) -> int:
             )
         )
     render_runs(rows, out, journal=str(journal.path))
+    if not all(alive.values()):
+        out.print("orchestrator gone: `orchestrate attach RUN` finishes the run", style="dim")
     return 0
+
+
+def _orchestrator_alive(journal: Journal, run_id: str) -> bool:
+    """Whether a live orchestrator holds the run (its lease): a running run without one was
+    orphaned by a crash, and ``attach`` can finish it."""
+    current = holder(journal, run_id)
+    return current is not None and current.live(time.time())
 
 
 def cmd_logs(args: argparse.Namespace) -> int:

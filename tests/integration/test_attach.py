@@ -148,13 +148,15 @@ def test_resume_reattaches_and_runs_only_what_is_gone(
     env = _setup(tmp_path, sshd_fleet(1)[0], "running")  # two slots: both trainers start
     run_id = _crash("both-running", env, tmp_path)
     before = _pids(tmp_path, run_id)
-    os.killpg(before["short-cpu"], 9)  # this trainer is really gone: it must run again
+    os.killpg(before["long-cpu"], 9)  # this trainer is really gone: it must run again
+    listed = orchestrate(["status"], env, tmp_path)
+    assert "orchestrator gone" in listed.stdout and "attach RUN" in listed.stdout, listed.stdout
     resumed = orchestrate(["run", "exp.yaml", "--resume", run_id, "--json"], env, tmp_path)
     _finished_whole(resumed, tmp_path, run_id)
     after = _pids(tmp_path, run_id)
-    assert after["long-cpu"] == before["long-cpu"]
-    assert _epochs(tmp_path, run_id, "long-cpu") == list(range(1, 9))
-    assert after["short-cpu"] != before["short-cpu"]
+    assert after["short-cpu"] == before["short-cpu"]  # adopted (running or finished)
+    assert _epochs(tmp_path, run_id, "short-cpu") == [1]
+    assert after["long-cpu"] != before["long-cpu"]  # run again
 
 
 def test_attach_refuses_a_live_run_and_an_unknown_one(tmp_path: Path) -> None:
@@ -173,6 +175,8 @@ def test_attach_refuses_a_live_run_and_an_unknown_one(tmp_path: Path) -> None:
         assert f"pid {proc.pid}" in live.stderr and "nothing to attach" in live.stderr
         assert "Traceback" not in live.stderr
         assert proc.poll() is None  # the live run is left alone
+        (row,) = json.loads(orchestrate(["status", "--json"], env, tmp_path).stdout)
+        assert row["orchestrator_alive"] is True
     finally:
         proc.kill()
         proc.wait(timeout=10)
@@ -180,5 +184,7 @@ def test_attach_refuses_a_live_run_and_an_unknown_one(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     unknown = orchestrate(["attach", "no-such-run"], env, tmp_path)
     assert unknown.returncode == 2 and "no run 'no-such-run'" in unknown.stderr
+    (row,) = json.loads(orchestrate(["status", "--json"], env, tmp_path).stdout)
+    assert row["orchestrator_alive"] is None  # ended: no orchestrator to speak of
     after_down = orchestrate(["attach", str(run_id)], env, tmp_path)
     assert after_down.returncode == 2 and "has ended (down)" in after_down.stderr
