@@ -51,7 +51,7 @@ class ResolvedHost:
     proxy_jump: str | None
 
 
-class SshConfig:
+class OpenSshConfig:
     """One parsed config file; ``resolve(alias)`` applies its ``Host`` blocks like ssh does."""
 
     def __init__(self, path: Path | None = None, *, named: bool = False) -> None:
@@ -68,7 +68,7 @@ class SshConfig:
         self._config = paramiko.SSHConfig.from_path(str(path))
 
     @classmethod
-    def load(cls, explicit: str | None = None) -> SshConfig:
+    def load(cls, explicit: str | None = None) -> OpenSshConfig:
         path, named = config_path(explicit)
         return cls(path, named=named)
 

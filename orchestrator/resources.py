@@ -47,7 +47,7 @@ def parse_gib(value: str | float) -> float:
 
 
 @dataclass(frozen=True)
-class Candidate:
+class TypeCandidate:
     instance_type: str
     hourly_usd: float
     info: TypeInfo
@@ -60,7 +60,7 @@ class TypeChoice:
     machine: str
     ask: str
     region: str
-    candidates: tuple[Candidate, ...]
+    candidates: tuple[TypeCandidate, ...]
 
     @property
     def types(self) -> tuple[str, ...]:
@@ -118,13 +118,13 @@ def fits(mc: MachineClass, info: TypeInfo) -> bool:
 
 def candidates(
     mc: MachineClass, region: str, prices: PriceSource, *, spot: bool = False
-) -> list[Candidate]:
+) -> list[TypeCandidate]:
     """Every priced type in ``region`` that fits, cheapest first (rules 1 and 2)."""
     found = []
     for itype, info in INSTANCE_TYPES.items():
         price = prices.hourly_usd(itype, region, spot=spot)
         if price is not None and price == price and fits(mc, info):  # price == price: not NaN
-            found.append(Candidate(itype, float(price), info))
+            found.append(TypeCandidate(itype, float(price), info))
     return sorted(found, key=lambda c: (c.hourly_usd, c.instance_type))
 
 
@@ -174,13 +174,13 @@ def resolve_machines(
     return exp.model_copy(update={"machines": machines}), tuple(choices)
 
 
-def gpu_rows(region: str, prices: PriceSource) -> Sequence[Candidate]:
+def gpu_rows(region: str, prices: PriceSource) -> Sequence[TypeCandidate]:
     """``orchestrate gpus``: every GPU type priced in ``region``, cheapest first."""
     rows = []
     for itype, info in INSTANCE_TYPES.items():
         price = prices.hourly_usd(itype, region, spot=False)
         if info.gpus and price is not None and price == price:
-            rows.append(Candidate(itype, float(price), info))
+            rows.append(TypeCandidate(itype, float(price), info))
     return sorted(rows, key=lambda c: (c.hourly_usd, c.instance_type))
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from infra.host_spec import HostSpec
 from infra.known_hosts import has_key_for, host_name
-from infra.ssh_config import SshConfig
+from infra.ssh_config import OpenSshConfig
 from orchestrator.spec import Experiment
 
 Loc = tuple[str | int, ...]
@@ -24,7 +24,7 @@ def _path(value: str | None) -> str | None:
 
 
 def host_specs(exp: Experiment) -> list[HostSpec]:
-    config = SshConfig.load(exp.ssh_config)
+    config = OpenSshConfig.load(exp.ssh_config)
     specs = []
     for h in exp.hosts:
         r = config.resolve(h.host)

@@ -18,7 +18,7 @@ import yaml
 
 from infra.errors import HostKeyMismatch, ProviderError, TransportError
 from infra.provider import Address
-from infra.ssh_config import SSH_CONFIG_ENV, SshConfig
+from infra.ssh_config import SSH_CONFIG_ENV, OpenSshConfig
 from infra.transport.ssh import SshTransport
 from orchestrator.specfile import parse_experiment
 from orchestrator.ssh_inventory import host_specs
@@ -102,7 +102,7 @@ def test_aliases_resolve_like_ssh_and_entry_values_win(tmp_path: Path) -> None:
     assert jump.known_hosts == "/k/hosts" and first.known_hosts == "/k/hosts"
     assert (second.name, second.user) == ("b", "bob")  # the entry's own values win
     with pytest.raises(ProviderError, match="does not exist"):
-        SshConfig.load(str(tmp_path / "nope"))
+        OpenSshConfig.load(str(tmp_path / "nope"))
 
 
 def test_env_names_the_config_and_unpinnable_jumps_are_refused(
@@ -111,7 +111,7 @@ def test_env_names_the_config_and_unpinnable_jumps_are_refused(
     config = tmp_path / "cfg"
     config.write_text("Host a\n  HostName 10.0.0.1\n  ProxyJump b\nHost b\n  HostName 10.0.0.2\n")
     monkeypatch.setenv(SSH_CONFIG_ENV, str(config))
-    loaded = SshConfig.load()
+    loaded = OpenSshConfig.load()
     assert loaded.resolve("a").hostname == "10.0.0.1"
     with pytest.raises(ProviderError, match="cannot be pinned"):
         loaded.jump_address("b", known_hosts=None)
@@ -121,7 +121,7 @@ def test_an_alias_without_a_pinned_key_is_refused(
     tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
 ) -> None:
     servers = sshd_fleet(1)
-    r = SshConfig.load(str(_write_config(tmp_path, servers, pin=False))).resolve("box0")
+    r = OpenSshConfig.load(str(_write_config(tmp_path, servers, pin=False))).resolve("box0")
     assert (r.hostname, r.port, r.known_hosts) == ("127.0.0.1", servers[0].port, None)
     address = Address(
         host=r.hostname, port=r.port or 22, user=r.user or "", key_path=r.identity_file
