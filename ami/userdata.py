@@ -54,6 +54,16 @@ DEADLINE_CHECK = (
     f'echo "{DEADLINE_UNIT}.timer is not armed (cloud-init finished: $s)" >&2; exit 1'
 )
 
+# For an image being saved (bake): the deadline's units go, so a machine launched from the image
+# later has no stale timer (Persistent=true would fire a past deadline at boot, before
+# cloud-init writes the new one). No daemon-reload: the bake machine's own timer stays loaded
+# and still guards it while the image is saved.
+DEADLINE_DISARM = (
+    f"rm -f {_UNIT_DIR}/{DEADLINE_UNIT}.timer {_UNIT_DIR}/{DEADLINE_UNIT}.service "
+    f"{_UNIT_DIR}/timers.target.wants/{DEADLINE_UNIT}.timer "
+    f"/var/lib/systemd/timers/stamp-{DEADLINE_UNIT}.timer {DEADLINE_PATH}"
+)
+
 _CREDENTIAL_PATTERNS = (
     re.compile(r"\b(AKIA|ASIA)[0-9A-Z]{16}\b"),  # access key ids (long-term and STS)
     re.compile(r"aws_secret_access_key|aws_session_token", re.IGNORECASE),
@@ -116,6 +126,13 @@ def setup_commands(spec: ImageSpec) -> str:
         "#!/usr/bin/env bash",
         "set -euo pipefail",
         f"# orchestrate setup for image spec {spec.name!r} ({spec.flavour})",
+        # A copy of everything it prints stays on the machine (appended: a second setup on the
+        # same disk shows), for `orchestrate ssh` after a failure; home when sudo is refused.
+        f"log={SETUP_LOG}",
+        'if [ "$(id -u)" != 0 ]; then sudo -n touch "$log" 2>/dev/null'
+        ' && sudo -n chown "$(id -un)" "$log" || log="$HOME/orchestrate-setup.log"; fi',
+        'exec > >(tee -a "$log") 2> >(tee -a "$log" >&2)',
+        'echo "orchestrate setup of ' + spec.name + ' started $(date -u +%FT%TZ)"',
         "cat > /tmp/orchestrate-setup-flavour.sh <<'ORCHESTRATE_SETUP_EOF'",
         setup_script(spec.flavour).rstrip("\n"),
         "ORCHESTRATE_SETUP_EOF",

@@ -35,11 +35,13 @@ make_venv() {
 }
 
 # venv_install VENV REQUIREMENT...: uv when it can be had (several times faster than pip on a
-# cold machine), pip otherwise. UV_NATIVE_TLS: trust the system's CA store, as pip does.
+# cold machine), pip otherwise or when ORCHESTRATE_INSTALLER=pip (an index uv cannot use; the
+# benchmark's reference). UV_NATIVE_TLS: trust the system's CA store, as pip does.
 venv_install() {
   local venv=$1
   shift
-  if retry 2 "$venv/bin/python" -m pip install -q uv \
+  if [ "${ORCHESTRATE_INSTALLER:-uv}" != pip ] \
+    && retry 2 "$venv/bin/python" -m pip install -q uv \
     && UV_NATIVE_TLS=1 retry 3 "$venv/bin/python" -m uv pip install -q --python "$venv/bin/python" "$@"; then
     return 0
   fi

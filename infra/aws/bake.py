@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ami.resolve import ImageRef
 from ami.spec import ImageSpec, spec_hash
-from ami.userdata import setup_commands
+from ami.userdata import DEADLINE_DISARM, setup_commands
 from infra.aws.errors import aws_errors
 from infra.aws.requests import (
     TAG_BASE,
@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 # the next boot a first boot, so new host keys and the new key pair are installed then.
 CLEANUP = (
     "cloud-init clean --logs --machine-id 2>/dev/null || cloud-init clean --logs; "
-    "rm -f /etc/ssh/ssh_host_* /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys "
-    "/etc/orchestrate/deadline"
+    "rm -f /etc/ssh/ssh_host_* /root/.ssh/authorized_keys /home/*/.ssh/authorized_keys; "
+    + DEADLINE_DISARM
 )
 SETUP_TIMEOUT_S = 3600.0  # a CUDA wheel set is several GB; slow mirrors take a while
 IMAGE_TIMEOUT_S = 3600.0  # CreateImage of a 100 GB root can take tens of minutes

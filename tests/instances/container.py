@@ -25,6 +25,10 @@ from tests.instances.disk import shared_cache
 # snapshot (CreateImage) leaves them out.
 SEED = Path("var/lib/cloud/seed/nocloud")
 SSHD_DROP_IN = Path("etc/ssh/sshd_config.d/00-emulator.conf")
+# A first boot (an image saved after `cloud-init clean`) applies the distribution's presets,
+# which enable ssh.socket: socket activation then listens on port 22 of this machine's network
+# and ignores sshd's Port. This drop-in moves the socket to the container's port too.
+SSH_SOCKET_DROP_IN = Path("etc/systemd/system/ssh.socket.d/00-emulator.conf")
 
 
 def mount_overlay(layers: list[Path], upper: Path, work: Path, merged: Path) -> None:
@@ -67,6 +71,7 @@ class Container:
         port: int,
         user_data: str,
         public_keys: list[str],
+        package_cache: Path | None = None,
     ) -> None:
         self.instance_id = instance_id
         self.layers = layers
@@ -74,6 +79,7 @@ class Container:
         self.port = port
         self.user_data = user_data
         self.public_keys = public_keys
+        self.package_cache = package_cache  # None: the caches every container shares
         self.upper = workdir / "upper"
         self.merged = workdir / "root"
         self.console = workdir / "console.log"
@@ -94,9 +100,12 @@ class Container:
         drop_in = self.merged / SSHD_DROP_IN
         drop_in.parent.mkdir(parents=True, exist_ok=True)
         drop_in.write_text(f"Port {self.port}\nListenAddress 127.0.0.1\n")
+        socket_drop_in = self.merged / SSH_SOCKET_DROP_IN
+        socket_drop_in.parent.mkdir(parents=True, exist_ok=True)
+        socket_drop_in.write_text(f"[Socket]\nListenStream=\nListenStream=127.0.0.1:{self.port}\n")
         binds = [
-            f"--bind={shared_cache('pip')}:/var/cache/emulator-pip",
-            f"--bind={shared_cache('uv')}:/var/cache/emulator-uv",
+            f"--bind={shared_cache('pip', self.package_cache)}:/var/cache/emulator-pip",
+            f"--bind={shared_cache('uv', self.package_cache)}:/var/cache/emulator-uv",
         ]
         with open(self.console, "wb") as console:
             self.proc = subprocess.Popen(
@@ -148,6 +157,7 @@ class Container:
         subprocess.run(["cp", "-a", str(self.upper), str(dest)], check=True, capture_output=True)
         shutil.rmtree(dest / SEED, ignore_errors=True)
         (dest / SSHD_DROP_IN).unlink(missing_ok=True)
+        (dest / SSH_SOCKET_DROP_IN).unlink(missing_ok=True)
         return dest
 
     def console_tail(self, lines: int = 30) -> str:

@@ -79,9 +79,12 @@ def unavailable_reason() -> str | None:
     return None
 
 
-def shared_cache(name: str) -> Path:
-    """A package cache every container mounts (world-writable: containers' users differ)."""
-    path = cache_dir() / name
+def shared_cache(name: str, root: Path | None = None) -> Path:
+    """A package cache every container mounts (world-writable: containers' users differ).
+
+    ``root`` gives a private set of caches (a benchmark's cold start); default: the shared one.
+    """
+    path = (root or cache_dir()) / name
     path.mkdir(parents=True, exist_ok=True)
     path.chmod(0o1777)
     return path

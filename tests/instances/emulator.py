@@ -53,8 +53,16 @@ class Event:
 class InstanceEmulator:
     """Boots a container for every instance moto launches (see the module docstring)."""
 
-    def __init__(self, endpoint_url: str, workdir: Path, *, region: str = "us-east-1") -> None:
+    def __init__(
+        self,
+        endpoint_url: str,
+        workdir: Path,
+        *,
+        region: str = "us-east-1",
+        package_cache: Path | None = None,
+    ) -> None:
         self.region = region
+        self.package_cache = package_cache  # pip's and uv's caches; None: shared by all runs
         self.workdir = workdir
         self.endpoints_file = workdir / "endpoints.json"
         self.ec2 = boto3.client(
@@ -254,6 +262,7 @@ class InstanceEmulator:
             port=free_port(),
             user_data=user_data,
             public_keys=keys,
+            package_cache=self.package_cache,
         )
         self.containers[iid] = container
         container.boot()
@@ -306,7 +315,9 @@ class InstanceEmulator:
         tail = self.containers[iid].console_tail() if iid in self.containers else ""
         raise AssertionError(f"{iid}: no {what!r} within {timeout_s:.0f}s\n{tail}")
 
-    def run(self, iid: str, command: str) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, iid: str, command: str, *, timeout_s: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``command`` as root inside instance ``iid``'s booted system (test inspection)."""
         container = self.containers[iid]
         assert container.proc is not None
@@ -316,5 +327,5 @@ class InstanceEmulator:
             ["nsenter", "-t", leader, "-m", "-u", "-i", "-p", "--", "sh", "-c", command],
             capture_output=True,
             text=True,
-            timeout=60,
+            timeout=timeout_s,
         )

@@ -7,6 +7,8 @@ the reason, only where containers truly cannot boot (not Linux, not root, no nsp
 from __future__ import annotations
 
 import os
+import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,9 +60,20 @@ def instance_emulator(
     from tests.instances.emulator import InstanceEmulator
 
     emulator = InstanceEmulator(moto_server, tmp_path_factory.mktemp("instances"), region=REGION)
+    # A SIGTERM to pytest (CI's timeout, a developer's kill) must still power the containers off
+    # and unmount their disks: turn it into an exception so the finally below runs.
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, _terminate)
     emulator.start()
     aws_env["ORCHESTRATE_AWS_ENDPOINTS"] = str(emulator.endpoints_file)
     try:
         yield emulator
     finally:
         emulator.close()
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")

@@ -63,7 +63,7 @@ def test_the_deadline_powers_the_instance_off_after_the_orchestrator_dies(
     instance_emulator.register_baked("ubuntu24-cpu")
     spec = _experiment(
         tmp_path,
-        {"cpu": {"instance_type": "c6i.large", "ami": "ubuntu24-cpu"}},
+        {"cpu": {"instance_type": "c6i.xlarge", "ami": "ubuntu24-cpu"}},
         [{"name": "long", "run": "sleep 3600"}],
         budget={"max_usd": 5, "max_hours": 0.05},  # three minutes
     )
@@ -101,7 +101,7 @@ def test_an_instance_whose_deadline_is_not_armed_is_released_and_the_launch_fail
     instance_emulator.register_baked("ubuntu24-cpu", mask_deadline=True)  # a broken image
     spec = _experiment(
         tmp_path,
-        {"cpu": {"instance_type": "c6i.large", "ami": "ubuntu24-cpu"}},
+        {"cpu": {"instance_type": "c6i.xlarge", "ami": "ubuntu24-cpu"}},
         [{"name": "never", "run": "true"}],
     )
     proc = orchestrate(["run", str(spec), "--json"], aws_env, tmp_path, timeout=400)
