@@ -55,30 +55,38 @@ class RunPaths:
     root: Path
 
     def task_dir(self, task_id: str) -> Path:
+        """Everything one task left here: its log, timing, metrics, manifest and outputs."""
         return self.root / task_id
 
     def task_log(self, task_id: str) -> Path:
+        """The task's streamed output, raw bytes as the trainer wrote them."""
         return self.root / task_id / "task.log"
 
     def timing(self, task_id: str) -> Path:
+        """The trainer's ``timing.jsonl``, one row per event, fetched back."""
         return self.root / task_id / "timing.jsonl"
 
     def metrics(self, task_id: str) -> Path:
+        """The trainer's final numbers (``metrics.json``)."""
         return self.root / task_id / "metrics.json"
 
     def manifest(self, task_id: str) -> Path:
+        """What the task ran on (``manifest.json``): host, devices, versions, command."""
         return self.root / task_id / "manifest.json"
 
     @property
     def run_log(self) -> Path:
+        """The run's events as lines (the engine's reporter writes them)."""
         return self.root / "run.log"
 
     @property
     def summary_json(self) -> Path:
+        """The run's summary as ``run --json`` prints it."""
         return self.root / "summary.json"
 
     @property
     def experiment_copy(self) -> Path:
+        """The experiment file as it was when the run started (the original may change)."""
         return self.root / "experiment.yaml"
 
 
@@ -90,6 +98,7 @@ class Workspace:
 
     @property
     def code(self) -> str:
+        """Where the trainers (and a ``run:`` job's workdir copy) are shipped."""
         return f"{self.root}/code"
 
     @property
@@ -98,10 +107,13 @@ class Workspace:
         return f"{self.root}/work"
 
     def out(self, task_id: str) -> str:
+        """The task's ``--out`` directory on the machine, fetched back when it ends."""
         return f"{self.root}/out/{task_id}"
 
     def log(self, task_id: str) -> str:
+        """The detached task's log on the machine, polled for new bytes."""
         return f"{self.root}/logs/{task_id}.log"
 
     def checkpoints(self, task_id: str) -> str:
+        """Where an MNIST trainer checkpoints, so ``--resume`` continues from its last epoch."""
         return f"{self.root}/ckpt/{task_id}"

@@ -29,6 +29,7 @@ class ScheduleStore:
         self.journal = journal
 
     def add(self, row: ScheduleRow) -> None:
+        """Keep a schedule (a second add of the same name replaces it)."""
         with self.journal._tx() as db:
             db.execute(
                 "INSERT OR REPLACE INTO schedules VALUES (?,?,?,?,?,?,?)",
@@ -44,24 +45,29 @@ class ScheduleStore:
             )
 
     def remove(self, name: str) -> bool:
+        """Forget a schedule; False when there was none of that name."""
         with self.journal._tx() as db:
             return db.execute("DELETE FROM schedules WHERE name=?", (name,)).rowcount > 0
 
     def all(self) -> list[ScheduleRow]:
+        """Every schedule, by name."""
         with self.journal._tx() as db:
             rows = db.execute("SELECT * FROM schedules ORDER BY name").fetchall()
         return [ScheduleRow(**dict(r)) for r in rows]
 
     def get(self, name: str) -> ScheduleRow | None:
+        """One schedule by name, or None."""
         return next((s for s in self.all() if s.name == name), None)
 
     def fired(self, name: str, fire_time: float) -> None:
+        """Remember the last firing, so a missed one is caught up once, not twice."""
         with self.journal._tx() as db:
             db.execute("UPDATE schedules SET last_fire=? WHERE name=?", (fire_time, name))
 
     def record(
         self, name: str, *, fire_time: float, outcome: str, run_id: str | None, reason: str | None
     ) -> None:
+        """Log what a firing did (ran, skipped and why, error) for ``schedule list``."""
         with self.journal._tx() as db:
             db.execute(
                 "INSERT INTO schedule_events (schedule, t, fire_time, outcome, run_id, reason) "
@@ -70,6 +76,7 @@ class ScheduleStore:
             )
 
     def history(self, name: str | None = None) -> list[dict[str, Any]]:
+        """The firing log (of one schedule when named), oldest first."""
         query = "SELECT * FROM schedule_events"
         args: tuple[str, ...] = ()
         if name:
@@ -88,6 +95,7 @@ class ScheduleStore:
         return float(row[0])
 
     def active_run(self, name: str) -> str | None:
+        """The schedule's run still running, if any: a schedule never overlaps itself."""
         with self.journal._tx() as db:
             row = db.execute(
                 "SELECT id FROM runs WHERE schedule=? AND status='running' LIMIT 1", (name,)

@@ -187,6 +187,7 @@ class Journal:
 
     @classmethod
     def in_dir(cls, state_dir: Path, *, clock: Callable[[], float] = time.time) -> Journal:
+        """The journal of a state directory (``journal.sqlite`` in it)."""
         return cls(Path(state_dir) / "journal.sqlite", clock=clock)
 
     def close(self) -> None:
@@ -236,10 +237,12 @@ class Journal:
             db.execute("UPDATE runs SET provider_config=? WHERE id=?", (provider_config, run_id))
 
     def run_forecast(self, run_id: str) -> float | None:
+        """The forecast the plan made for the run, for ``cost`` against its spend."""
         run = self.run(run_id)
         return run.forecast_usd if run else None
 
     def set_run_status(self, run_id: str, status: str, detail: str | None = None) -> None:
+        """Set a run's status; an ended one gets its end time (active ones none)."""
         ended = None if status in RUN_ACTIVE else self._now()
         with self._tx() as db:
             db.execute(
@@ -248,11 +251,13 @@ class Journal:
             )
 
     def run(self, run_id: str) -> RunRow | None:
+        """One run's row, or None for an id the journal does not know."""
         with self._tx() as db:
             row = db.execute("SELECT * FROM runs WHERE id=?", (run_id,)).fetchone()
         return RunRow(**dict(row)) if row else None
 
     def runs(self, limit: int = 50) -> list[RunRow]:
+        """The newest runs first."""
         with self._tx() as db:
             rows = db.execute(
                 "SELECT * FROM runs ORDER BY created_at DESC LIMIT ?", (limit,)
@@ -273,6 +278,7 @@ class Journal:
     def machine_acquired(
         self, token: int, machine_id: str, *, instance_type: str, hourly_usd: float
     ) -> None:
+        """Confirm a requested machine: its provider id, type and price (spend starts now)."""
         with self._tx() as db:
             db.execute(
                 "UPDATE machines SET machine_id=?, instance_type=?, hourly_usd=?, "
@@ -281,6 +287,7 @@ class Journal:
             )
 
     def machine_status(self, token: int, status: str, detail: str | None = None) -> None:
+        """Set a machine's status; a released or failed one gets its end time (spend stops)."""
         released = self._now() if status in MACHINE_GONE else None
         with self._tx() as db:
             db.execute(
@@ -290,10 +297,12 @@ class Journal:
             )
 
     def machine_spend(self, token: int, spend_usd: float) -> None:
+        """Record what a machine has cost so far (the guard's ledger, read by ``cost``)."""
         with self._tx() as db:
             db.execute("UPDATE machines SET spend_usd=? WHERE token=?", (spend_usd, token))
 
     def machines(self, run_id: str | None = None) -> list[MachineRow]:
+        """Every machine row (of ``run_id`` when given), in the order they were requested."""
         query, args = "SELECT * FROM machines", ()
         if run_id is not None:
             query, args = query + " WHERE run_id=?", (run_id,)  # type: ignore[assignment]
@@ -314,6 +323,7 @@ class Journal:
         status: str = TaskStatus.PENDING,
         detail: str | None = None,
     ) -> None:
+        """Add (or, on resume, update) a task; a task already ``done`` stays done."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO tasks (run_id, task_id, machine, trainer, device, params, status, "
@@ -326,6 +336,7 @@ class Journal:
     def task_started(
         self, run_id: str, task_id: str, job: Mapping[str, Any], *, machine: str
     ) -> None:
+        """Mark a task running with its detached job, so ``down`` can find and stop it."""
         with self._tx() as db:
             db.execute(
                 "UPDATE tasks SET status='running', started_at=?, job=?, exit_code=NULL, "
@@ -343,6 +354,7 @@ class Journal:
         wall_s: float | None,
         detail: str | None = None,
     ) -> None:
+        """Record how a task ended: status, exit code, wall time and why."""
         with self._tx() as db:
             db.execute(
                 "UPDATE tasks SET status=?, exit_code=?, ended_at=?, wall_s=?, detail=? "
@@ -351,6 +363,7 @@ class Journal:
             )
 
     def tasks(self, run_id: str) -> list[TaskRow]:
+        """The run's tasks in plan order."""
         with self._tx() as db:
             rows = db.execute(
                 "SELECT * FROM tasks WHERE run_id=? ORDER BY rowid", (run_id,)
@@ -369,6 +382,7 @@ class Journal:
 
     # ---------------------------------------------------------------- events
     def event(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> None:
+        """Append one event (e.g. a started ``setup:`` command, so ``down`` can stop it)."""
         with self._tx() as db:
             db.execute(
                 "INSERT INTO events (run_id, t, kind, payload) VALUES (?,?,?,?)",
