@@ -45,6 +45,7 @@ class HostSpec:
 
     @property
     def address(self) -> Address:
+        """How to reach the host, its key pinned (and its ProxyJump host, if any)."""
         return Address(
             host=self.host,
             port=self.port,

@@ -69,10 +69,12 @@ class OpenSshConfig:
 
     @classmethod
     def load(cls, explicit: str | None = None) -> OpenSshConfig:
+        """The config file of rule 1 (the named file must exist; the default may not)."""
         path, named = config_path(explicit)
         return cls(path, named=named)
 
     def resolve(self, alias: str) -> ResolvedHost:
+        """What ``ssh ALIAS`` would use for ``alias``: host name, port, user, key, jump."""
         if self._config is None:
             return ResolvedHost(alias, None, None, None, None, None)
         found = self._config.lookup(alias)

@@ -47,10 +47,12 @@ class Resource:
 
     @property
     def run_id(self) -> str | None:
+        """The run the resource belongs to (its ``orchestrate:run`` tag)."""
         return self.tags.get(TAG_RUN)
 
     @property
     def expires(self) -> datetime | None:
+        """When the resource must be gone (its ``orchestrate:expires`` tag), if tagged."""
         return parse_expires(self.tags.get(TAG_EXPIRES))
 
 
@@ -66,6 +68,7 @@ class ReceiptItem:
 
     @property
     def failed(self) -> bool:
+        """Whether this resource could not be removed (or was left waiting)."""
         return self.state.startswith(("failed", "timed out"))
 
 

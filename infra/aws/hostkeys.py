@@ -79,6 +79,7 @@ class ConsoleHostKeys:
         self._ec2 = ec2
 
     def host_key(self, instance_id: str) -> str | None:
+        """The host key cloud-init printed to the console, or None while not yet there."""
         with aws_errors():
             # Latest=True asks for the live buffer on Nitro instances, not a snapshot an hour old.
             response = self._ec2.get_console_output(InstanceId=instance_id, Latest=True)

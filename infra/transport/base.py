@@ -24,9 +24,11 @@ class Result:
 
     @property
     def ok(self) -> bool:
+        """Whether the command exited 0."""
         return self.exit_code == 0
 
     def tail(self, stream: Literal["stdout", "stderr"] = "stderr", lines: int = 20) -> str:
+        """The last ``lines`` of a stream, for error messages that fit a terminal."""
         text = self.stdout if stream == "stdout" else self.stderr
         return "\n".join(text.splitlines()[-lines:])
 
@@ -62,6 +64,7 @@ class JobStatus:
 
     @property
     def finished(self) -> bool:
+        """Whether the job has ended (an exit code is known, or it is gone)."""
         return not self.running
 
 

@@ -197,6 +197,7 @@ class TreeWriter:
         )
 
     def mkdir(self, name: str, parts: tuple[str, ...]) -> None:
+        """Create directory ``name`` under ``parts`` without following a symlink."""
         fd = self._dir(parts, name)
         if fd is not None:
             os.close(fd)

@@ -36,6 +36,7 @@ class LocalTransport:
         timeout_s: float | None = None,
         check: bool = True,
     ) -> Result:
+        """Run ``argv`` here and wait: always a ``Result``; ``check`` raises ``CommandFailed``."""
         t0 = time.monotonic()
         full_env = {**os.environ, **(env or {})}
         # A new session so a timeout can kill everything the command spawned, not only itself.
@@ -61,6 +62,7 @@ class LocalTransport:
         return result
 
     def put_tree(self, local: Path, remote: str, *, exclude: Sequence[str] = ()) -> SyncStats:
+        """Copy ``local`` into ``remote`` on this machine, only files whose hash differs."""
         return _mirror(Path(local), Path(remote), exclude)
 
     def get_tree(self, remote: str, local: Path) -> SyncStats:
@@ -81,6 +83,7 @@ class LocalTransport:
         log: str,
         cwd: str | None = None,
     ) -> Job:
+        """Start ``argv`` detached in its own process group, output to ``log``; survives us."""
         job_dir = f"{log}.job"
         Path(log).parent.mkdir(parents=True, exist_ok=True)
         script = wrapper_script(argv, env=env, job_dir=job_dir, log=log, cwd=cwd)
@@ -95,6 +98,7 @@ class LocalTransport:
         return Job(id=Path(log).stem, pid=pid, job_dir=job_dir, log=log)
 
     def poll(self, job: Job, *, log_offset: int = 0) -> JobStatus:
+        """Never blocks: running or exit code, heartbeat age, log bytes after ``log_offset``."""
         job_dir = Path(job.job_dir)
         # Look at the process before the exit-code file: the wrapper writes the file and then
         # exits, so in this order a finished job is never seen as "gone without a code".
@@ -108,6 +112,7 @@ class LocalTransport:
         return JobStatus(running, exit_code, chunk, offset, age)
 
     def stop(self, job: Job, *, grace_s: float = 10.0) -> None:
+        """TERM the job's process group, KILL after ``grace_s``; a finished job is fine."""
         if not _alive(job.pid):
             return
         _kill_group(job.pid, signal.SIGTERM)
@@ -117,6 +122,7 @@ class LocalTransport:
         _kill_group(job.pid, signal.SIGKILL)
 
     def close(self) -> None:
+        """Nothing to close here (the Transport contract has it for SSH)."""
         return None
 
     def __enter__(self) -> LocalTransport:

@@ -45,6 +45,7 @@ class Manifest:
     files: Mapping[str, Entry]
 
     def to_json(self) -> str:
+        """The manifest as written beside a synced tree (compact, sorted)."""
         body = {p: [e.sha256, e.size, e.mode, e.mtime_ns] for p, e in sorted(self.files.items())}
         return json.dumps({"version": 1, "files": body}, separators=(",", ":"))
 
@@ -66,6 +67,7 @@ class Manifest:
 
     @property
     def total_bytes(self) -> int:
+        """Bytes in every file listed (what a first sync sends)."""
         return sum(e.size for e in self.files.values())
 
 
@@ -118,6 +120,7 @@ class HashCache:
         self._known: dict[str, tuple[int, int, int, str]] = {}
 
     def sha256(self, path: Path, st: os.stat_result) -> str:
+        """The file's sha256, recomputed only when its size, mtime or inode changed."""
         key = str(path)
         stamp = (st.st_size, st.st_mtime_ns, st.st_ino)
         with self._lock:
@@ -278,6 +281,7 @@ class Background:
             self._error = exc
 
     def result(self) -> Manifest:
+        """Wait for the scan and return its manifest (or raise what it raised)."""
         self._thread.join()
         if self._error is not None:
             raise self._error

@@ -51,6 +51,7 @@ class ControlShell:
 
     @property
     def closed(self) -> bool:
+        """Whether the shell's channel is gone (the next call opens a new one)."""
         return self._chan.closed
 
     def call(self, script: str, *, timeout_s: float) -> tuple[int, bytes, bytes]:

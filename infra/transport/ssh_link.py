@@ -34,6 +34,7 @@ SPARE_SHELL = "exec sh -c " + shlex.quote('read -r n && s=$(head -c "$n") && exe
 
 
 def load_paramiko() -> Any:
+    """paramiko, imported on first use, so importing infra costs nothing for local runs."""
     try:
         import paramiko
     except ImportError as exc:  # pragma: no cover - the ssh extra is a dev dependency

@@ -61,11 +61,13 @@ MAX_ANSWER = 64 << 20  # bytes one answer (a listing, stderr) may take before it
 
 
 def push_script(remote: str, mark: bytes) -> str:
+    """The remote half of ``put_tree`` for directory ``remote``, framed by ``mark``."""
     d = shlex.quote(remote)
     return PUSH.format(d=d, manifest=mf.MANIFEST_NAME, mark=mark.decode())
 
 
 def pull_script(remote: str, mark: bytes) -> str:
+    """The remote half of ``get_tree`` for directory ``remote``, framed by ``mark``."""
     return PULL.format(d=shlex.quote(remote), mark=mark.decode())
 
 
@@ -118,6 +120,7 @@ class Conversation:
         return answer
 
     def read(self, n: int = -1) -> bytes:
+        """Up to ``n`` bytes of the remote's reply (all until EOF when ``n`` < 0)."""
         while not self._eof and (n < 0 or len(self._buf) < n):
             self._fill()
         n = len(self._buf) if n < 0 else min(n, len(self._buf))

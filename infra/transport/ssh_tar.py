@@ -88,9 +88,11 @@ class TarStream:
     # -- producer side (tarfile writes here) --
 
     def tell(self) -> int:
+        """Bytes written so far (tarfile asks)."""
         return self._written
 
     def write(self, data: bytes) -> int:
+        """Take bytes from tarfile and send them on; a cancelled stream raises ``OSError``."""
         self._written += len(data)
         if self._cancel.is_set():
             raise OSError("tar stream cancelled")
