@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from infra.aws.bake import BakedImage, ComputeWithImages
 from infra.aws.check import CheckReport, check_permissions
+from infra.aws.context import Waits
 from infra.aws.gc import Receipt, ReceiptItem, collect_garbage
 from infra.aws.hostkeys import ConsoleHostKeys, HostKeySource
-from infra.aws.provider import AwsProvider, Waits
+from infra.aws.provider import AwsProvider
 
 __all__ = [
     "AwsProvider",

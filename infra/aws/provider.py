@@ -14,25 +14,33 @@ fake in unit tests); ``clock`` and ``sleep`` are seams so waits cost no time in 
 
 from __future__ import annotations
 
-import importlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, cast
+from typing import TYPE_CHECKING, Any
 
 from ami.resolve import ImageAccessDenied, ImageNotFound, ImageRef, resolve_image
 from ami.spec import ImageSpec
 from ami.userdata import HostKey, UserDataError, render_user_data
 from infra.aws import launch as launching
-from infra.aws.consistency import INSTANCE_NOT_YET, Backoff, code_of, until_visible
+from infra.aws import launch_plan, ready
+from infra.aws.consistency import INSTANCE_NOT_YET, code_of, until_visible
+from infra.aws.context import (
+    Clock,
+    PriceLookup,
+    SystemClock,
+    TransportFactory,
+    Waits,
+    default_owner,
+    ssh_transport_factory,
+)
 from infra.aws.errors import aws_errors
-from infra.aws.gc import Receipt, ReceiptItem, Sweeper, list_ours
+from infra.aws.gc import Receipt, list_ours
 from infra.aws.hostkeys import HostKeySource, generate_ed25519
 from infra.aws.requests import (
-    TAG_RUN,
     TAG_SETUP,
     TAG_SPEC,
     TAG_USER,
@@ -45,8 +53,7 @@ from infra.aws.requests import (
     ssh_ingress,
 )
 from infra.errors import ProviderError
-from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
-from infra.tags import current_owner
+from infra.provider import ApiCall, LaunchRequest, Machine, MachineRequest
 from infra.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -55,56 +62,6 @@ if TYPE_CHECKING:
     from mypy_boto3_ssm import SSMClient
 
     from infra.aws.bake import BakedImage
-
-TransportFactory = Callable[[Address], Transport]
-
-
-class Clock(Protocol):
-    """Wall time for tags and deadlines, monotonic time for waits."""
-
-    def now(self) -> datetime: ...
-
-    def monotonic(self) -> float: ...
-
-
-class PriceLookup(Protocol):
-    """The slice of the orchestrator's ``PriceSource`` this provider uses."""
-
-    def hourly_usd(self, instance_type: str, region: str, spot: bool) -> float: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
-
-
-@dataclass(frozen=True)
-class Waits:
-    """How long launch and teardown wait, and how often they look."""
-
-    launch_timeout_s: float = 900.0  # running + host key + SSH; a cold DL AMI takes ~3-5 min
-    poll_s: float = 5.0
-    ssh_attempt_timeout_s: float = 20.0
-    ssh_backoff_max_s: float = 20.0
-    teardown_timeout_s: float = 600.0
-    # How long a NotFound right after a create (or from TerminateInstances) is read as "not yet".
-    not_found: Backoff = field(default_factory=Backoff)
-
-
-def default_owner() -> str:
-    """The ``orchestrate:owner`` of whoever launches (``infra.tags.current_owner``)."""
-    return current_owner()
-
-
-def ssh_transport_factory(address: Address) -> Transport:
-    """The production transport: ``infra.transport.ssh.SshTransport`` (imported lazily)."""
-    module = importlib.import_module("infra.transport.ssh")
-    return cast(Transport, module.SshTransport(address))
 
 
 class AwsProvider:
@@ -246,7 +203,7 @@ class AwsProvider:
             ProviderError: the request lacks an image, instance types or a deadline, names
                 another region, or the SSH CIDR is missing or open to the world.
         """
-        plan = launching.plan_launch(self, req)
+        plan = launch_plan.plan_launch(self, req)
         first = plan.candidates[0]
         run_kwargs = redact(plan.run_kwargs(first, user_data=f"<cloud-config: {plan.timer}>"))
         run_kwargs["ClientToken"] = "<acquire token + candidate>"
@@ -291,8 +248,8 @@ class AwsProvider:
             LaunchTimeout: the machine did not answer in time; it has been terminated.
         """
         plan = launch.resolved
-        if not isinstance(plan, launching.LaunchPlan) or plan.request != launch.request:
-            plan = launching.plan_launch(self, launch.request)  # made elsewhere (offline plan)
+        if not isinstance(plan, launch_plan.LaunchPlan) or plan.request != launch.request:
+            plan = launch_plan.plan_launch(self, launch.request)  # made elsewhere (offline plan)
         return launching.acquire(self, plan, token=token)
 
     def release(self, machine_id: str) -> None:
@@ -312,7 +269,7 @@ class AwsProvider:
             failure = exc
         try:
             inst = until_visible(
-                lambda: launching.instance(self, machine_id),
+                lambda: ready.instance(self, machine_id),
                 codes=INSTANCE_NOT_YET,
                 sleep=self.sleep,
                 backoff=self.waits.not_found,
@@ -337,7 +294,7 @@ class AwsProvider:
         machines = []
         for resource in list_ours(self.ec2, region=self.region, run_id=run_id):
             if resource.kind == "instance":
-                machines.append(launching.describe_machine(self, resource.id))
+                machines.append(ready.describe_machine(self, resource.id))
         return [m for m in machines if m is not None]
 
     def connect(self, machine: Machine) -> Transport:
@@ -349,7 +306,7 @@ class AwsProvider:
     def reconnect(self, run_id: str, name: str) -> Transport | None:
         """The run's running instance ``name``, for ``down`` to fetch what finished trainers
         left before releasing it; None when none runs (``launch.reconnect``)."""
-        return launching.reconnect(self, run_id, name)
+        return ready.reconnect(self, run_id, name)
 
     def locate(self, run_id: str, name: str) -> Machine | None:
         """The run's running instance ``name`` (address and host key as at launch), or None."""
@@ -393,57 +350,11 @@ class AwsProvider:
 
     # ------------------------------------------------------------------ teardown
     def teardown_run(self, run_id: str) -> Receipt:
-        """Terminate every instance of ``run_id`` and wait, then delete its SG and key pair.
+        """Terminate every instance of ``run_id`` and wait, then delete its SG and key pair
+        (``infra.aws.teardown.teardown_run`` holds the contract)."""
+        from infra.aws.teardown import teardown_run
 
-        Idempotent: a second call finds nothing and returns an empty receipt (plus the local
-        key file's state). The receipt's ``ok`` is False if anything is left behind.
-        """
-        sweeper = Sweeper(
-            self.ec2,
-            region=self.region,
-            sleep=self.sleep,
-            monotonic=self.clock.monotonic,
-            timeout_s=self.waits.teardown_timeout_s,
-            poll_s=self.waits.poll_s,
-        )
-        items: list[ReceiptItem] = []
-        # Found by the run's tag, not only the journal: an instance whose id was never recorded
-        # (RunInstances answered, the process died) is found too. A second look catches one
-        # that the tag listing did not show yet (eventual consistency).
-        for _ in range(2):
-            seen = {i.id for i in items}
-            found = [
-                r
-                for r in list_ours(self.ec2, region=self.region, run_id=run_id)
-                if r.id not in seen
-            ]
-            if found:
-                items += sweeper.remove([(r, "teardown") for r in found]).items
-        receipt = Receipt(self.region, False, tuple(items))
-        key = self.key_path(run_id)
-        # Instances the engine already released are gone from the live list; the receipt
-        # still names each one with its final state.
-        listed = {i.id for i in items}
-        with aws_errors(region=self.region):
-            pages = self.ec2.get_paginator("describe_instances").paginate(
-                Filters=[
-                    {"Name": f"tag:{TAG_RUN}", "Values": [run_id]},
-                    {"Name": "instance-state-name", "Values": ["terminated"]},
-                ]
-            )
-            for page in pages:
-                for reservation in page.get("Reservations", []):
-                    for inst in reservation.get("Instances", []):
-                        if inst["InstanceId"] not in listed:
-                            items.append(
-                                ReceiptItem(
-                                    "instance", inst["InstanceId"], run_id, "terminated", "released"
-                                )
-                            )
-        if key.exists():
-            key.unlink()
-            items.append(ReceiptItem("local-key", str(key), run_id, "deleted", "teardown"))
-        return replace(receipt, items=tuple(items))
+        return teardown_run(self, run_id)
 
     # ------------------------------------------------------------------ helpers
     def price(self, instance_type: str, spot: bool) -> float:

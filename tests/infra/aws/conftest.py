@@ -19,7 +19,8 @@ import pytest
 from moto import mock_aws
 
 from ami.spec import ImageSpec
-from infra.aws.provider import AwsProvider, Waits
+from infra.aws.context import Waits
+from infra.aws.provider import AwsProvider
 from infra.errors import ConnectError
 from infra.provider import Address, MachineRequest
 from infra.transport.base import Result

@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 import yaml
 
-from infra.aws.provider import AwsProvider, Waits
+from infra.aws.context import Waits
+from infra.aws.provider import AwsProvider
 from infra.errors import CapacityError, LaunchTimeout, ProviderError, QuotaError
 from infra.provider import Provider
 from tests.infra.aws.conftest import FakeClock, FakeSsh, fail_call, machine_request
