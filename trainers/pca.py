@@ -241,6 +241,12 @@ def _run(args: argparse.Namespace) -> None:
                 converged=c.converged,
                 residual=c.residual,
             )
+            # One plain line per component: what `orchestrate run` shows as the task's progress.
+            print(
+                f"component {c.index + 1}/{k}: eigenvalue {c.eigenvalue:.6g}, "
+                f"{c.iterations} iterations, {c.wall_s:.2f} s",
+                flush=True,
+            )
 
         t1 = time.perf_counter()
         found, stats = _solve(args, op.apply, chunks.d, n_norm, on_component)

@@ -133,7 +133,9 @@ def _run_cli(tmp_path: Path, framework: str, *extra: str) -> dict:  # type: igno
     return json.loads((out / "metrics.json").read_text())
 
 
-def test_cli_end_to_end_on_a_file(framework: str, tmp_path: Path) -> None:
+def test_cli_end_to_end_on_a_file(
+    framework: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     x, q = known_data(500, 20, SPECTRUM)
     np.save(tmp_path / "x.npy", x)
     m = _run_cli(
@@ -162,6 +164,8 @@ def test_cli_end_to_end_on_a_file(framework: str, tmp_path: Path) -> None:
     assert comps.shape == (4, 20) and angle_deg(comps[0], q[:, 0]) < 0.1
     events = [r["event"] for r in read_timing(out / "timing.jsonl")]
     assert events == ["start", "compile", "component", "component", "component", "component", "end"]
+    progress = [line for line in capsys.readouterr().out.splitlines() if line.startswith("comp")]
+    assert [line.split(":")[0] for line in progress] == [f"component {i}/4" for i in range(1, 5)]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["framework"] == framework and manifest["device_used"] == "cpu"
 
