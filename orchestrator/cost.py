@@ -22,6 +22,7 @@ class Clock(Protocol):
 
 class SystemClock:
     def time(self) -> float:
+        """The wall clock, in seconds."""
         return time.time()
 
 
@@ -42,6 +43,7 @@ class CostGuard:
         self.clock = clock or SystemClock()
 
     def spend(self) -> float:
+        """Spend so far, recording each machine's share in the ledger as it goes."""
         now = self.clock.time()
         total = 0.0
         for m in self.journal.machines(self.run_id):

@@ -95,10 +95,12 @@ class Engine:
 
     @property
     def stopping(self) -> bool:
+        """Whether a stop was asked for (the signal handler says so only once)."""
         return self._cancel.is_set()
 
     # ------------------------------------------------------------------ run
     def run(self, plan: Plan, *, resume: bool = False) -> RunSummary:
+        """Run the plan to the end (see the module's rules); its summary, also on a stop."""
         run_id = plan.run_id
         paths = RunPaths(self.config.runs_root / run_id)
         paths.root.mkdir(parents=True, exist_ok=True)

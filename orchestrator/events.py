@@ -54,6 +54,7 @@ Event = RunStarted | MachineEvent | TaskEvent | TaskOutput | RunEnded
 
 
 def event_dict(e: Event) -> dict[str, Any]:
+    """The event as a JSON-able dict with its kind (``--json`` and ``run.log``)."""
     return asdict(e)
 
 
@@ -83,5 +84,6 @@ class TeeReporter:
         self.reporters.append(reporter)
 
     def event(self, e: Event) -> None:
+        """Pass the event to every reporter, in order."""
         for r in self.reporters:
             r.event(e)

@@ -81,6 +81,7 @@ class Holder:
         return True
 
     def describe(self) -> str:
+        """Who holds the run, for messages: its pid and host."""
         return f"pid {self.pid} on {self.host}"
 
 

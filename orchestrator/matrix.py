@@ -47,6 +47,7 @@ class Task:
 
     @property
     def is_script(self) -> bool:
+        """Whether this is a user's ``run:`` command rather than a built-in trainer."""
         return self.command is not None
 
     def argv(self, *, python: str, out: str, data_dir: str | None) -> list[str]:

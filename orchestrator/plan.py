@@ -60,9 +60,11 @@ class Plan:
 
     @property
     def runnable(self) -> list[PlannedTask]:
+        """The tasks that will run (not skipped)."""
         return [t for t in self.tasks if t.skip_reason is None]
 
     def to_json(self) -> dict[str, Any]:
+        """The plan as ``plan --json`` prints it."""
         return {
             "run_id": self.run_id,
             "experiment": self.experiment.name,

@@ -64,6 +64,7 @@ class TypeChoice:
 
     @property
     def types(self) -> tuple[str, ...]:
+        """The chosen type first, then its fallbacks."""
         return tuple(c.instance_type for c in self.candidates)
 
     def describe(self) -> str:
@@ -74,6 +75,7 @@ class TypeChoice:
         return f"{self.ask} -> {first.instance_type} ${first.hourly_usd:.3f}/h{tail}"
 
     def to_json(self) -> dict[str, object]:
+        """The choice and its candidates with prices, for ``plan --json``."""
         return {
             "machine": self.machine,
             "ask": self.ask,
@@ -86,6 +88,7 @@ class TypeChoice:
 
 
 def describe_ask(mc: MachineClass) -> str:
+    """The ask in words (``1x T4 GPU, 4+ vCPUs``), for messages and the plan."""
     parts = []
     if mc.gpu is not None:
         g = mc.gpu

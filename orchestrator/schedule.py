@@ -41,6 +41,7 @@ class Decision:
 
 
 def validate_cron(expr: str, where: str = "--cron") -> None:
+    """Refuse a cron expression croniter cannot read, as a located spec error."""
     if not croniter.is_valid(expr):
         raise SpecError(
             [

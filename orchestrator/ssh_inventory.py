@@ -24,6 +24,7 @@ def _path(value: str | None) -> str | None:
 
 
 def host_specs(exp: Experiment) -> list[HostSpec]:
+    """The experiment's hosts with ssh config aliases resolved (see the module's rules)."""
     config = OpenSshConfig.load(exp.ssh_config)
     specs = []
     for h in exp.hosts:

@@ -35,12 +35,14 @@ class RunSummary:
     tasks: tuple[TaskSummary, ...]
 
     def counts(self) -> dict[str, int]:
+        """Tasks per status."""
         out: dict[str, int] = {}
         for t in self.tasks:
             out[t.status] = out.get(t.status, 0) + 1
         return out
 
     def to_json(self) -> dict[str, Any]:
+        """The summary as ``run --json`` prints it last."""
         return {
             "run_id": self.run_id,
             "status": self.status,

@@ -114,6 +114,7 @@ class SetupGate:
         timeout_s: float = SETUP_TIMEOUT_S,
         grace_s: float = 5.0,
     ) -> None:
+        """Run ``setup`` on the machine unless its marker says it ran (see the class)."""
         digest = hashlib.sha256(setup.encode()).hexdigest()[:16]
         with self._lock:
             lock = self._locks.setdefault((machine.id, digest), threading.Lock())
@@ -218,6 +219,7 @@ def bug_line(exc: BaseException) -> str:
 
 
 def traceback_text(exc: BaseException) -> str:
+    """The exception's traceback as text, for ``run.log``."""
     return "".join(traceback.format_exception(exc))
 
 

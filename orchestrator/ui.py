@@ -57,6 +57,7 @@ class FileReporter:
         self._lock = threading.Lock()
 
     def event(self, e: Event) -> None:
+        """Append the event to ``run.log`` as one timestamped line."""
         if isinstance(e, TaskOutput):
             return
         with self._lock:
@@ -76,6 +77,7 @@ class JsonReporter:
         self._lock = threading.Lock()
 
     def event(self, e: Event) -> None:
+        """Print the event as one JSON line (``--json``)."""
         if isinstance(e, TaskOutput) and not self.with_output:
             return
         with self._lock:
@@ -116,6 +118,7 @@ class RichReporter:
         self._lock = threading.Lock()
 
     def event(self, e: Event) -> None:
+        """Update the live view with the event."""
         with self._lock:
             self._event(e)
 
@@ -163,6 +166,7 @@ class RichReporter:
 
 
 def render_plan(plan: Plan, console: Console) -> None:
+    """The plan for people: machines, tasks, what would launch, the forecast."""
     table = Table(title=f"plan: {plan.experiment.name} ({plan.provider})")
     table.add_column("task", no_wrap=True)
     for col in ("machine", "device", "status", "estimate"):

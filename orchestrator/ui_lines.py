@@ -48,6 +48,7 @@ class LineReporter:
         self.stream.flush()
 
     def event(self, e: Event) -> None:
+        """Print the event as a timestamped line (output piped, not a terminal)."""
         with self._lock:
             self._event(e)
 

@@ -30,6 +30,7 @@ EXIT_BUG = 70
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Every verb's arguments, with the common ``--state-dir``/``--json``/``--debug``."""
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--state-dir",
@@ -101,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; our errors print without a traceback and exit with their code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.state_dir is None:

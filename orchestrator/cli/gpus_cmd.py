@@ -30,6 +30,7 @@ def _image_specs() -> dict[str, list[str]]:
 
 
 def cmd_gpus(args: argparse.Namespace) -> int:
+    """The GPU instance types a region offers, with prices, for ``gpu:`` asks."""
     catalog = load_catalog(args.state_dir)
     region = args.region
     rows = gpu_rows(region, catalog)
@@ -85,6 +86,7 @@ def cmd_gpus(args: argparse.Namespace) -> int:
 
 
 def add_gpus_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``gpus``."""
     p = sub.add_parser(
         "gpus", parents=[common], help="GPU instance types with $/h, GPU memory and images"
     )

@@ -100,6 +100,7 @@ class AlreadyExists(OrchestrateError):
 
 
 def cmd_init(args: argparse.Namespace) -> int:
+    """Write a commented starter experiment file here (over an existing one only with --force)."""
     here = Path(args.directory).resolve()
     target = here / args.file
     if target.exists() and not args.force:
@@ -127,6 +128,7 @@ def cmd_init(args: argparse.Namespace) -> int:
 
 
 def add_init_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:  # type: ignore[type-arg]
+    """Register ``init``."""
     p = sub.add_parser("init", parents=[common], help="write a starter experiment.yaml here")
     p.add_argument("--file", default="experiment.yaml", help="name of the file to write")
     p.add_argument("--directory", default=".", help="the project folder (default: here)")

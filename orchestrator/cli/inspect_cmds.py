@@ -19,6 +19,7 @@ from orchestrator.ui_tables import RunRow, render_runs, render_summary
 
 
 def cmd_status(args: argparse.Namespace) -> int:
+    """Runs in the journal (or one run's tasks), newest first."""
     journal = Journal.in_dir(args.state_dir)
     out = console()
     if args.run:
@@ -66,6 +67,7 @@ def _orchestrator_alive(journal: Journal, run_id: str) -> bool:
 
 
 def cmd_logs(args: argparse.Namespace) -> int:
+    """A run's task logs, prefixed by task; ``-f`` follows until the run ends."""
     journal = Journal.in_dir(args.state_dir)
     row = journal.run(args.run)
     if row is None:

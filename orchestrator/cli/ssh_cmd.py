@@ -111,6 +111,7 @@ def cmd_ssh(args: argparse.Namespace) -> int:
 
 
 def add_ssh_parser(sub: Any, common: argparse.ArgumentParser) -> None:
+    """Register ``ssh``."""
     p = sub.add_parser(
         "ssh", parents=[common], help="a shell on a machine of a run (host key pinned)"
     )

@@ -54,11 +54,13 @@ def speedups(run: RunData) -> dict[str, float]:
 
 
 def usd_per_epoch(run: RunData, task: TaskResult) -> float | None:
+    """What one epoch of the task cost (its share of the machine's price), if priced."""
     cost = run.task_cost_usd(task)
     return cost / len(task.epochs) if cost is not None and task.epochs else None
 
 
 def hardware_table(run: RunData) -> Table:
+    """What each machine was: CPU, GPU and driver, as the trainers' manifests say."""
     cols = (
         Column("machine", "machine"),
         Column("host", "host"),
@@ -98,6 +100,7 @@ def hardware_table(run: RunData) -> Table:
 
 
 def device_table(run: RunData) -> Table:
+    """CPU against GPU for the same work: epoch time, throughput, and the speedup."""
     cols = (
         Column("trainer", "trainer"),
         Column("framework", "framework"),
@@ -158,6 +161,7 @@ def _curves(run: RunData) -> list[TaskResult]:
 
 
 def optimizer_table(run: RunData, target: float) -> Table:
+    """The optimizers against each other: final error and time to ``target``."""
     cols = (
         Column("task", "task"),
         Column("framework", "framework"),
@@ -211,6 +215,7 @@ def per_epoch_table(run: RunData, what: str) -> Table:
 
 
 def lecun_table(run: RunData) -> Table:
+    """Our MNIST error beside LeCun's published table for the same architecture."""
     cols = (
         Column("method", "method"),
         Column("architecture", "architecture"),
@@ -253,6 +258,7 @@ def lecun_table(run: RunData) -> Table:
 
 
 def pca_table(run: RunData) -> Table:
+    """Each PCA task: eigenvalues against NumPy's, iterations, time."""
     cols = (
         Column("task", "task"),
         Column("framework", "framework"),
@@ -290,6 +296,7 @@ def pca_table(run: RunData) -> Table:
 
 
 def pca_components_table(run: RunData) -> Table:
+    """Per component: eigenvalue, its error and angle against NumPy's vector."""
     cols = (
         Column("task", "task"),
         Column("index", "#", INT),
@@ -325,6 +332,7 @@ def pca_components_table(run: RunData) -> Table:
 
 
 def task_cost_table(run: RunData) -> Table:
+    """What each task cost: its machine's price for its wall time."""
     cols = (
         Column("task", "task"),
         Column("machine", "machine"),
@@ -345,6 +353,7 @@ def task_cost_table(run: RunData) -> Table:
 
 
 def machine_cost_table(run: RunData) -> Table:
+    """What each machine cost: hours held times its price, against the forecast."""
     cols = (
         Column("machine", "machine"),
         Column("instance_type", "type", TEXT),

@@ -27,6 +27,7 @@ def _eig_err(t: TaskResult | None) -> float | None:
 
 
 def task_comparison(a: RunData, b: RunData) -> Table:
+    """Task by task, run A beside run B: status, error and time, with ratios."""
     cols = (
         Column("task", "task"),
         Column("status_a", "status A"),
@@ -83,6 +84,7 @@ def _best_error(run: RunData) -> float | None:
 
 
 def totals_comparison(a: RunData, b: RunData) -> Table:
+    """Run A against run B in totals: tasks done, best error, time, spend."""
     cols = (
         Column("metric", "metric"),
         Column("a", "A", FLOAT),

@@ -41,6 +41,7 @@ def _row_class(table: Table, row: tuple[object, ...]) -> str:
 
 
 def html_table(table: Table) -> str:
+    """One table as escaped HTML (skipped and failed rows marked)."""
     head = "".join(f"<th>{escape(c.header)}</th>" for c in table.columns)
     body = []
     for raw, text in zip(table.rows, table.text_rows(), strict=True):
@@ -76,6 +77,7 @@ def _toc(report: Report) -> str:
 
 
 def to_html(report: Report) -> str:
+    """The whole report as one self-contained HTML page (figures inlined)."""
     run = report.run
     parts = [
         "<!DOCTYPE html>",

@@ -12,6 +12,7 @@ from pathlib import Path
 
 
 def max_or_none(values: Iterable[float | None]) -> float | None:
+    """The largest present value, or None when none is present."""
     present = [v for v in values if v is not None]
     return max(present) if present else None
 
@@ -40,6 +41,7 @@ class Hardware:
     versions: tuple[tuple[str, str], ...]
 
     def label(self) -> str:
+        """A one-line description: CPU model and cores, GPU and driver."""
         cpu = f"{self.cpu_model or 'unknown CPU'} ({self.cpu_cores or '?'} cores)"
         gpu = f"{self.gpu_model} (driver {self.gpu_driver or '?'})" if self.gpu_model else "no GPU"
         return f"{cpu}; {gpu}"
@@ -64,14 +66,17 @@ class PcaResult:
 
     @property
     def max_rel_error(self) -> float | None:
+        """The worst eigenvalue error against NumPy, over the components."""
         return max_or_none(c.rel_error for c in self.components)
 
     @property
     def max_angle_deg(self) -> float | None:
+        """The worst angle to NumPy's vector, over the components."""
         return max_or_none(c.angle_deg for c in self.components)
 
     @property
     def explained_total(self) -> float | None:
+        """The variance the components explain together, if every one says."""
         parts = [c.explained for c in self.components]
         return None if not parts or any(p is None for p in parts) else sum(p or 0.0 for p in parts)
 
@@ -134,10 +139,12 @@ class RunData:
 
     @property
     def spend_usd(self) -> float | None:
+        """What the run's machines cost, if every machine's spend is known."""
         spends = [m.spend_usd for m in self.machines]
         return None if not spends or any(s is None for s in spends) else sum(s or 0 for s in spends)
 
     def machine(self, name: str) -> MachineUse | None:
+        """The machine of that name, or None."""
         return next((m for m in self.machines if m.name == name), None)
 
     def task_cost_usd(self, task: TaskResult) -> float | None:

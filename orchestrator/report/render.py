@@ -24,6 +24,7 @@ from orchestrator.report.terminal import render_table
 
 # ---------------------------------------------------------------------- terminal
 def render_terminal(report: Report, console: Console) -> None:
+    """The report on the terminal: headline, every table, where the figures are."""
     for line in report.headline():
         console.print(line, markup=False, highlight=False)
     for table in (*report.tables, *report.compare):
@@ -41,6 +42,7 @@ def _md_cell(text: str) -> str:
 
 
 def markdown_table(table: Table) -> str:
+    """One table in Markdown, cells escaped."""
     lines = [f"### {table.title}", ""]
     lines.append("| " + " | ".join(_md_cell(c.header) for c in table.columns) + " |")
     aligns = ("---:" if c.fmt != "text" else "---" for c in table.columns)

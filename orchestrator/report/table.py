@@ -52,15 +52,18 @@ class Table:
         return replace(self, columns=self.columns[:i] + self.columns[i + 1 :], rows=rows)
 
     def records(self) -> list[dict[str, Cell]]:
+        """Rows as ``{column key: raw value}`` (``results.json``)."""
         return [dict(zip((c.key for c in self.columns), row, strict=True)) for row in self.rows]
 
     def text_rows(self) -> list[list[str]]:
+        """Rows as formatted text, the same digits in every output format."""
         return [
             [fmt_cell(v, c.fmt) for v, c in zip(row, self.columns, strict=True)]
             for row in self.rows
         ]
 
     def to_json(self) -> dict[str, Any]:
+        """The table with its columns' formats and raw rows, for ``results.json``."""
         return {
             "title": self.title,
             "columns": [{"key": c.key, "header": c.header, "format": c.fmt} for c in self.columns],

@@ -27,6 +27,7 @@ SEP = " · "
 
 
 def natural_width(headers: list[str], rows: list[list[str]]) -> int:
+    """How wide the table is as a grid (columns at their widest, with gaps)."""
     widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(headers)]
     return sum(widths) + GAP * (len(widths) - 1)
 
@@ -77,6 +78,7 @@ def stacked_lines(headers: list[str], rows: list[list[str]], width: int) -> list
 
 
 def render_table(table: Table, console: Console) -> None:
+    """A grid where it fits the terminal, else one stacked block per row."""
     headers = [c.header for c in table.columns]
     rows = table.text_rows()
     if natural_width(headers, rows) <= console.width:
