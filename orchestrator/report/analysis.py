@@ -8,6 +8,7 @@ beside the published table, PCA against NumPy, and what it all cost against the 
 
 from __future__ import annotations
 
+from orchestrator.report.costs import has_cost, machine_cost_table, task_cost_table
 from orchestrator.report.lecun import PUBLISHED, SOURCE, architecture, same_architecture
 from orchestrator.report.model import RunData, TaskResult
 from orchestrator.report.table import (
@@ -18,7 +19,6 @@ from orchestrator.report.table import (
     RATIO,
     SCI,
     SECONDS,
-    TEXT,
     USD,
     Cell,
     Column,
@@ -331,53 +331,6 @@ def pca_components_table(run: RunData) -> Table:
     return Table("pca_components", "PCA spectrum, component by component", cols, tuple(rows))
 
 
-def task_cost_table(run: RunData) -> Table:
-    """What each task cost: its machine's price for its wall time."""
-    cols = (
-        Column("task", "task"),
-        Column("machine", "machine"),
-        Column("hourly_usd", "$/h", USD),
-        Column("wall_s", "wall s", SECONDS),
-        Column("cost_usd", "cost", USD),
-    )
-    rows: list[tuple[Cell, ...]] = []
-    for t in run.tasks:
-        m = run.machine(t.machine)
-        rows.append(
-            (t.task_id, t.machine, m.hourly_usd if m else None, t.wall_s, run.task_cost_usd(t))
-        )
-    known = [run.task_cost_usd(t) for t in run.tasks]
-    total = sum(c for c in known if c is not None)
-    notes = (f"tasks' share of machine time: ${total:.4f} (the rest is boot, sync and idle)",)
-    return Table("task_cost", "Cost per task", cols, tuple(rows), notes)
-
-
-def machine_cost_table(run: RunData) -> Table:
-    """What each machine cost: hours held times its price, against the forecast."""
-    cols = (
-        Column("machine", "machine"),
-        Column("instance_type", "type", TEXT),
-        Column("hourly_usd", "$/h", USD),
-        Column("hours", "hours held", FLOAT),
-        Column("spend_usd", "actual", USD),
-        Column("forecast_usd", "forecast", USD),
-        Column("basis", "from"),
-    )
-    rows: list[tuple[Cell, ...]] = [
-        (m.name, m.instance_type, m.hourly_usd, m.hours, m.spend_usd, m.forecast_usd, m.basis)
-        for m in run.machines
-    ]
-    spend, forecast = run.spend_usd, run.forecast_usd
-    rows.append(("total", None, None, None, spend, forecast, None))
-    if forecast is None:
-        note = "no forecast recorded for this run (the journal or plan.json holds it)"
-    elif spend is None:
-        note = f"forecast ${forecast:.2f}; actual unknown"
-    else:
-        note = f"actual ${spend:.4f} against a forecast of ${forecast:.4f}"
-    return Table("machine_cost", "Cost: actual vs forecast", cols, tuple(rows), (note,))
-
-
 def build_tables(run: RunData, target_error: float = DEFAULT_TARGET_ERROR) -> tuple[Table, ...]:
     """Every table the run has data for, in reading order."""
     tables = [hardware_table(run), device_table(run)]
@@ -396,9 +349,3 @@ def build_tables(run: RunData, target_error: float = DEFAULT_TARGET_ERROR) -> tu
     else:  # a free run (this machine, your own hosts): no table of zeros
         tables = [t.without("usd_per_epoch") for t in tables]
     return tuple(tables)
-
-
-def has_cost(run: RunData) -> bool:
-    """Whether anything in the run was priced above zero (spend, forecast or a task's share)."""
-    figures = [run.spend_usd, run.forecast_usd, *(run.task_cost_usd(t) for t in run.tasks)]
-    return any(f is not None and f > 0 for f in figures)

@@ -10,12 +10,11 @@ from orchestrator.report.analysis import (
     build_tables,
     device_table,
     lecun_table,
-    machine_cost_table,
     optimizer_table,
     speedups,
-    task_cost_table,
     time_to_target,
 )
+from orchestrator.report.costs import machine_cost_table, task_cost_table
 from orchestrator.report.lecun import PUBLISHED, architecture, same_architecture
 from orchestrator.report.load import load_run
 from orchestrator.report.table import fmt_cell

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from orchestrator.report.analysis import build_tables, has_cost
+from orchestrator.report.analysis import build_tables
+from orchestrator.report.costs import has_cost
 from orchestrator.report.load import load_run
 from orchestrator.report.plots import _devices, _error, _spectrum
 from orchestrator.state import Journal
