@@ -59,7 +59,9 @@ def test_acquire_sends_a_locked_down_launch(
     assert params["InstanceInitiatedShutdownBehavior"] == "terminate"
     assert params["BlockDeviceMappings"][0]["Ebs"]["Encrypted"] is True
     user_data = yaml.safe_load(base64.b64decode(params["UserData"]))
-    assert "shutdown -h" in user_data["bootcmd"][0][2]
+    # The instance's own deadline: a systemd timer cloud-init writes (ami.userdata).
+    timers = [f for f in user_data["write_files"] if f["path"].endswith("deadline.timer")]
+    assert "OnCalendar=2030-01-01 14:00:00 UTC" in timers[0]["content"]
     assert user_data["ssh_keys"]["ed25519_public"] == machine.address.host_key  # type: ignore[union-attr]
     assert "AWS_SECRET" not in base64.b64decode(params["UserData"]).decode()
 
@@ -80,7 +82,9 @@ def test_acquire_sends_a_locked_down_launch(
     assert machine.address is not None and machine.address.user == "ubuntu"
     key = Path(machine.address.key_path or "")
     assert key.is_file() and stat.S_IMODE(key.stat().st_mode) == 0o600
-    assert ssh.commands == [("true",)] and ssh.closed == 1
+    # One SSH answer, then the check that the instance's deadline timer is armed.
+    assert ssh.commands[0] == ("true",) and "orchestrate-deadline.timer" in ssh.commands[1][2]
+    assert len(ssh.commands) == 2 and ssh.closed == 1
     assert machine.cpus == 2
 
 
@@ -150,7 +154,8 @@ def test_ssh_retries_with_backoff(
     ssh = FakeSsh(fail_first=3)
     provider = make_provider(transport_factory=ssh)
     provider.acquire(provider.prepare(machine_request()), token="t")
-    assert len(ssh.commands) == 4 and clock.sleeps == [1.0, 2.0, 4.0]
+    # Four SSH attempts (three refused), then the deadline-timer check on the fourth.
+    assert ssh.commands.count(("true",)) == 4 and clock.sleeps == [1.0, 2.0, 4.0]
 
 
 def test_timeout_releases_the_machine(make_provider: Callable[..., AwsProvider], ec2: Any) -> None:
