@@ -1,0 +1,165 @@
+"""The steps of one task on one machine, for the engine: start it (after its ``setup:``),
+or adopt one a dead orchestrator started, then follow it, fetch what it wrote and record how
+it ended.
+
+``Engine`` (``orchestrator.engine``) keeps the *when* (queues, slots, machines, stopping); this
+mixin the *how* of a task, over ``orchestrator.task_run``'s pieces. Split to keep each module
+under the 400-line house rule.
+"""
+
+from __future__ import annotations
+
+import shlex
+import threading
+import time
+
+from infra.provider import Machine
+from infra.transport.base import Job, Transport
+from orchestrator.engine_config import EngineConfig
+from orchestrator.events import Reporter, TaskEvent
+from orchestrator.paths import RunPaths, Workspace
+from orchestrator.plan import Plan, PlannedTask
+from orchestrator.reattach import Adopted
+from orchestrator.state import Journal, TaskStatus
+from orchestrator.task_run import (
+    SetupGate,
+    collect_outputs,
+    follow,
+    job_record,
+    task_command,
+    task_outcome,
+)
+
+
+class TaskSteps:
+    """Task steps over the engine's state (declared here, set by ``Engine.__init__``)."""
+
+    journal: Journal
+    reporter: Reporter
+    config: EngineConfig
+    stop_reason: str | None
+    _lock: threading.Lock
+    _queue: list[PlannedTask]
+    _setup: SetupGate
+    _failed: bool
+
+    @property
+    def stopping(self) -> bool:
+        """Whether a stop was asked for (the engine's)."""
+        raise NotImplementedError
+
+    def _run_task(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+        gpu: int | None,
+    ) -> None:
+        run_id, task = plan.run_id, pt.task
+        out, log = ws.out(task.id), ws.log(task.id)
+        command = task_command(
+            task,
+            machine,
+            ws,
+            run_id=run_id,
+            data_dir=self.config.data_dir,
+            gpu=gpu,
+            measured=(self.config.trainers_src / "measure.py").exists(),
+        )
+        command.env.update(self.config.code_env)
+        started = f"{log}.started"  # outputs newer than this belong to this task
+        transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
+        if task.setup:  # journalled like a task's job, so `down` can stop it after a crash
+            self._setup.run_once(
+                machine,
+                transport,
+                ws,
+                task.setup,
+                should_stop=lambda: self.stopping,
+                on_start=lambda job: self.journal.event(
+                    run_id, "setup", {**job_record(job, machine), "machine": machine.name}
+                ),
+                grace_s=self.config.stop_grace_s,
+            )
+        paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
+        t0 = time.monotonic()
+        job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
+        self.journal.task_started(run_id, task.id, job_record(job, machine), machine=machine.name)
+        self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, machine.name))
+        self._see_through(plan, pt, transport, ws, paths, job, t0)
+
+    def _adopt_task(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        held: Adopted,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+    ) -> None:
+        """Follow a trainer a dead orchestrator started (reattach rules 2 and 3)."""
+        task = pt.task
+        first = transport.poll(held.job)
+        if first.finished and first.exit_code is None:  # gone: it runs again
+            with self._lock:
+                self._queue.append(pt)
+            self.reporter.event(
+                TaskEvent(task.id, TaskStatus.PENDING, "its trainer was gone; runs again")
+            )
+            return
+        paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
+        paths.task_log(task.id).unlink(missing_ok=True)  # streamed again, whole
+        ran_s = time.time() - held.started_at if held.started_at else 0.0
+        self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, f"{machine.name} (reattached)"))
+        self._see_through(plan, pt, transport, ws, paths, held.job, time.monotonic() - ran_s)
+
+    def _see_through(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        transport: Transport,
+        ws: Workspace,
+        paths: RunPaths,
+        job: Job,
+        t0: float,
+    ) -> None:
+        """Follow a started job to its end, fetch what it wrote, and record its outcome."""
+        run_id, task = plan.run_id, pt.task
+        out, log = ws.out(task.id), ws.log(task.id)
+        started = f"{log}.started"  # outputs newer than this belong to this task
+        local_dir = paths.task_dir(task.id)
+        exit_code, stopped, timed_out = follow(
+            transport,
+            job,
+            paths.task_log(task.id),
+            task.id,
+            self.reporter,
+            should_stop=lambda: self.stopping,
+            timeout_s=task.timeout_s or self.config.task_timeout_s,
+            grace_s=self.config.stop_grace_s,
+            poll_max_s=self.config.poll_max_s,
+        )
+        wall = time.monotonic() - t0
+        if task.outputs:
+            script = collect_outputs(ws.work, out, task.outputs, newer_than=started)
+            transport.run(["sh", "-c", script], check=False)
+        transport.get_tree(out, local_dir)
+        status, detail = task_outcome(
+            exit_code=exit_code,
+            stopped=stopped,
+            timed_out=timed_out,
+            timing=paths.timing(task.id),
+            log=paths.task_log(task.id),
+            stop_reason=self.stop_reason,
+            timeout_s=task.timeout_s or self.config.task_timeout_s,
+        )
+        if status in (TaskStatus.FAILED, TaskStatus.TIMEOUT):
+            self._failed = True
+        self.journal.task_ended(
+            run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail
+        )
+        self.reporter.event(TaskEvent(task.id, status, detail or f"{wall:.1f}s"))
