@@ -57,6 +57,7 @@ class AwsConfig:
     subnet_id: str | None = None  # launch here (and in its VPC) instead of the default VPC
     vpc_id: str | None = None  # launch in this VPC's subnets instead of the default VPC's
     use_private_ip: bool = False  # reach machines by private address; no public IP
+    ssh_proxy: Address | None = None  # a bastion machines are reached through (ProxyJump)
 
 
 ProviderConfig = LocalConfig | SshConfig | AwsConfig
@@ -81,6 +82,8 @@ def config_from_json(text: str) -> ProviderConfig:
         kind = CONFIGS[data.pop("provider")]
         if kind is SshConfig:
             data["hosts"] = tuple(_host(h) for h in data["hosts"])
+        if kind is AwsConfig and data.get("ssh_proxy"):
+            data["ssh_proxy"] = _address(data["ssh_proxy"])
         return kind(**data)
     except (ValueError, KeyError, TypeError) as exc:
         raise ProviderError(f"the journal's provider config is unreadable: {exc}") from exc
@@ -131,5 +134,6 @@ def open_provider(config: ProviderConfig, *, prices: PriceSource | None = None) 
         subnet_id=config.subnet_id,
         vpc_id=config.vpc_id,
         use_private_ip=config.use_private_ip,
+        ssh_proxy=config.ssh_proxy,
         prices=_SpotPrices(prices) if prices is not None else None,
     )

@@ -8,6 +8,7 @@ lazily, so ``plan`` on a local experiment never imports boto3 or paramiko.
 
 from __future__ import annotations
 
+import getpass
 import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -17,7 +18,7 @@ from infra.aws.facts import DEFAULT_REGION
 from infra.errors import CredentialsError, ProviderError
 from infra.local import local_capacity
 from infra.prices import PriceSource, dearest
-from infra.provider import LaunchRequest, Machine, MachineRequest, Provider, SpotMode
+from infra.provider import Address, LaunchRequest, Machine, MachineRequest, Provider, SpotMode
 from infra.registry import (
     AwsConfig,
     LocalConfig,
@@ -128,6 +129,21 @@ def _ssh(exp: Experiment, *, run_id: str, deadline: datetime) -> ProviderSetup:
     return ProviderSetup(config, open_provider(config), offers)
 
 
+def _bastion(exp: Experiment) -> Address | None:
+    """The experiment's ``ssh_proxy`` as the pinned jump address every AWS machine's has."""
+    proxy = exp.ssh_proxy
+    if proxy is None:
+        return None
+    return Address(
+        host=proxy.host,
+        port=proxy.port,
+        user=proxy.user or getpass.getuser(),
+        key_path=str(Path(proxy.key).expanduser()) if proxy.key else None,
+        host_key=proxy.host_key,
+        known_hosts=str(Path(proxy.known_hosts).expanduser()) if proxy.known_hosts else None,
+    )
+
+
 def _aws(
     exp: Experiment, *, run_id: str, state_dir: Path, now: datetime, prices: PriceSource | None
 ) -> ProviderSetup:
@@ -142,6 +158,7 @@ def _aws(
         subnet_id=exp.subnet_id,
         vpc_id=exp.vpc_id,
         use_private_ip=exp.use_private_ip,
+        ssh_proxy=_bastion(exp),
     )
     provider = open_provider(config, prices=prices)
     from infra.aws.types import type_facts

@@ -108,6 +108,24 @@ class Host(_Strict):
     workspace_root: str = "orchestrate"  # relative to the login's home
 
 
+class SshProxy(_Strict):
+    """A bastion (ProxyJump) that AWS machines are reached through, its key pinned like any
+    host's: ``use_private_ip`` then goes to their private addresses from there."""
+
+    host: str
+    port: Annotated[int, Field(gt=0, lt=65536)] = 22
+    user: str | None = None  # default: the local user
+    key: str | None = None  # default: ssh's own keys/agent
+    host_key: str | None = None  # the bastion's public key line, pinned; or known_hosts
+    known_hosts: str | None = None
+
+    @model_validator(mode="after")
+    def _pinned(self) -> SshProxy:
+        if not self.host_key and not self.known_hosts:
+            raise ValueError("pin the bastion's key: give host_key or known_hosts")
+        return self
+
+
 ParamValue = str | int | float | bool
 
 
@@ -155,6 +173,7 @@ class Experiment(_Strict):
     vpc_id: Annotated[str, Field(pattern=r"^vpc-[0-9a-f]{8,17}$")] | None = None
     # Reach machines at their private address (a VPN into the VPC); no public IP is asked for.
     use_private_ip: bool = False
+    ssh_proxy: SshProxy | None = None  # reach machines through this bastion (ProxyJump)
     budget: Budget = Budget()
     machines: dict[str, MachineClass] = {}
     hosts: list[Host] = []

@@ -92,6 +92,7 @@ class AwsContext(Protocol):
     subnet_id: str | None
     vpc_id: str | None
     use_private_ip: bool
+    ssh_proxy: Address | None
     type_cache: dict[str, tuple[int, int]]
     lock: threading.Lock
 

@@ -1,11 +1,9 @@
 """AwsProvider: EC2 machines behind the Provider contract.
 
-``prepare`` reads catalogs (image resolution, default VPC) and builds the exact calls;
-``acquire`` makes the run's key pair and security group (once per run), launches with fallback
-(spot, then on-demand; each instance type; each zone), waits until SSH answers with the pinned
-host key, and on any failure after creation terminates what it made. Retrying ``acquire`` with
-the same token finds the machine the first try made (``orchestrate:token`` tag, and EC2's own
-``ClientToken``) instead of launching a second one.
+``prepare`` resolves the launch with read-only calls (image, network, offerings) and returns
+it; ``acquire`` executes that plan: the run's key pair and security group, fallback (spot, then
+on-demand; each type; each zone), SSH with the pinned host key; on failure it terminates what
+it made. A retried ``acquire`` with the same token finds the machine the first try made.
 
 Clients are injected (``ec2=``, ``ssm=``, ``session=``) or created lazily from a profile and
 region; ``transport_factory`` turns an ``Address`` into a ``Transport`` (SSH in production, a
@@ -53,7 +51,7 @@ from infra.aws.requests import (
     ssh_ingress,
 )
 from infra.errors import ProviderError
-from infra.provider import ApiCall, LaunchRequest, Machine, MachineRequest
+from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
 from infra.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -83,6 +81,7 @@ class AwsProvider:
         subnet_id: str | None = None,
         vpc_id: str | None = None,
         use_private_ip: bool = False,
+        ssh_proxy: Address | None = None,
         owner: str | None = None,
         host_keys: HostKeySource | None = None,
         inject_host_key: bool = True,
@@ -103,6 +102,7 @@ class AwsProvider:
         self.subnet_id = subnet_id
         self.vpc_id = vpc_id
         self.use_private_ip = use_private_ip
+        self.ssh_proxy = ssh_proxy
         self.owner = owner or default_owner()
         self.state_dir = state_dir
         self._host_keys = host_keys

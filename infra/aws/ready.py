@@ -148,6 +148,7 @@ def machine_from(provider: AwsContext, inst: dict[str, Any], *, host_key: str | 
             user=tags.get(TAG_USER, "ubuntu"),
             key_path=str(provider.key_path(run_id)),
             host_key=host_key or tags.get(TAG_HOSTKEY),
+            jump=provider.ssh_proxy,  # a bastion into the VPC, when configured
         )
         if ip
         else None

@@ -14,9 +14,13 @@ import pytest
 
 from infra.aws.provider import AwsProvider
 from infra.errors import PlacementError
+from infra.provider import Address
 from infra.registry import AwsConfig, config_from_json, config_to_json
 from orchestrator.cli import main
-from tests.infra.aws.conftest import fail_call, machine_request
+from orchestrator.errors import SpecError
+from orchestrator.offers import build_provider
+from orchestrator.specfile import parse_experiment
+from tests.infra.aws.conftest import START, fail_call, machine_request
 
 
 def _nic(params: Mapping[str, Any]) -> dict[str, Any]:
@@ -122,3 +126,43 @@ def test_the_network_keys_travel_in_the_journal() -> None:
         state_dir="/s", subnet_id="subnet-0123456789abcdef0", use_private_ip=True, region="r"
     )
     assert config_from_json(config_to_json(config)) == config
+
+
+BASTION_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ1Nq7m4b6nq0kKcXy0bq7a3z4l8m5y4bB3lQ2zY0x9K"
+
+
+def test_machines_are_reached_through_the_bastion(
+    make_provider: Callable[..., AwsProvider], ec2: Any
+) -> None:
+    bastion = Address(host="bastion.example", user="jump", host_key=BASTION_KEY)
+    provider = make_provider(use_private_ip=True, ssh_proxy=bastion)
+    machine = provider.acquire(provider.prepare(machine_request()), token="jump")
+    assert machine.address is not None and machine.address.jump == bastion
+    inst = ec2.describe_instances(InstanceIds=[machine.id])["Reservations"][0]["Instances"][0]
+    assert machine.address.host == inst["PrivateIpAddress"]
+
+
+def test_ssh_proxy_in_the_file_becomes_the_journalled_jump(tmp_path: Path) -> None:
+    exp = parse_experiment(
+        "name: j\nprovider: aws\nregion: us-east-1\nssh_cidr: 10.0.0.0/8\n"
+        "use_private_ip: true\n"
+        f"ssh_proxy: {{host: bastion.example, user: jump, host_key: '{BASTION_KEY}'}}\n"
+        "machines:\n  cpu: {instance_type: c6i.xlarge, gpus: 0, ami: ubuntu24-cpu}\n"
+        "jobs:\n  - trainer: pca\n",
+        "j.yaml",
+    )
+    setup = build_provider(exp, run_id="r", state_dir=tmp_path, local=False, now=START)
+    assert isinstance(setup.config, AwsConfig) and setup.config.ssh_proxy is not None
+    again = config_from_json(config_to_json(setup.config))
+    assert isinstance(again, AwsConfig) and again.ssh_proxy == setup.config.ssh_proxy
+    assert again.ssh_proxy.host_key == BASTION_KEY and again.ssh_proxy.user == "jump"
+
+
+def test_an_unpinned_bastion_is_refused() -> None:
+    with pytest.raises(SpecError, match="pin the bastion's key"):
+        parse_experiment(
+            "name: j\nprovider: aws\nssh_cidr: 10.0.0.0/8\nssh_proxy: {host: b.example}\n"
+            "machines:\n  cpu: {instance_type: c6i.xlarge, ami: ubuntu24-cpu}\n"
+            "jobs:\n  - trainer: pca\n",
+            "j.yaml",
+        )
