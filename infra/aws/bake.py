@@ -32,7 +32,7 @@ from infra.provider import MachineRequest
 if TYPE_CHECKING:
     from mypy_boto3_ec2 import EC2Client
 
-    from infra.aws.provider import AwsProvider
+    from infra.aws.context import BakeContext
 
 # Leave no secret and no identity of the bake machine in the image: its pinned host key and
 # our login key must not be shared by every machine launched from it. `cloud-init clean` makes
@@ -142,7 +142,7 @@ def list_baked(ec2: EC2Client, *, region: str) -> list[BakedImage]:
 
 
 def bake(
-    provider: AwsProvider,
+    provider: BakeContext,
     spec: ImageSpec,
     *,
     run_id: str,
@@ -211,7 +211,7 @@ def bake(
     return found
 
 
-def _wait_available(provider: AwsProvider, image_id: str) -> list[str]:
+def _wait_available(provider: BakeContext, image_id: str) -> list[str]:
     """Wait until the image is available; returns its snapshot ids."""
     deadline = provider.clock.monotonic() + IMAGE_TIMEOUT_S
     while True:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from infra.aws.consistency import Backoff
-from infra.provider import Address, MachineRequest
+from infra.provider import Address, LaunchRequest, Machine, MachineRequest
 from infra.tags import current_owner
 from infra.transport.base import Transport
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from ami.resolve import ImageRef
     from ami.spec import ImageSpec
     from ami.userdata import HostKey
+    from infra.aws.gc import Receipt
     from infra.aws.hostkeys import HostKeySource
 
 TransportFactory = Callable[[Address], Transport]
@@ -120,3 +121,15 @@ class AwsContext(Protocol):
     def resolve_image(self, spec: ImageSpec) -> ImageRef: ...
 
     def tags_for(self, req: MachineRequest, image: ImageRef, spec: ImageSpec) -> dict[str, str]: ...
+
+
+class BakeContext(AwsContext, Protocol):
+    """What a bake needs besides the launch context: the provider's own verbs."""
+
+    def prepare(self, req: MachineRequest) -> LaunchRequest: ...
+
+    def acquire(self, launch: LaunchRequest, *, token: str) -> Machine: ...
+
+    def connect(self, machine: Machine) -> Transport: ...
+
+    def teardown_run(self, run_id: str) -> Receipt: ...
