@@ -11,6 +11,7 @@ import boto3
 import pytest
 import yaml
 
+from infra.tags import current_owner
 from tests.cli import orchestrate, start_and_wait
 from tests.instances.emulator import InstanceEmulator
 
@@ -96,6 +97,7 @@ def test_gc_removes_an_instance_orphaned_by_a_crash(
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     tags = [
         {"Key": "orchestrate:run", "Value": "crashed-run-1"},
+        {"Key": "orchestrate:owner", "Value": current_owner()},  # gc sweeps only its owner's
         {"Key": "orchestrate:expires", "Value": "2099-01-01T00:00:00+00:00"},
     ]
     orphan = ec2.run_instances(
