@@ -20,12 +20,11 @@ from orchestrator.events import Reporter, TaskEvent
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import Plan, PlannedTask
 from orchestrator.reattach import Adopted
-from orchestrator.state import Journal, TaskStatus
+from orchestrator.state import JobRef, Journal, TaskStatus
 from orchestrator.task_run import (
     SetupGate,
     collect_outputs,
     follow,
-    job_record,
     task_command,
     task_outcome,
 )
@@ -79,15 +78,13 @@ class TaskSteps:
                 ws,
                 task.setup,
                 should_stop=lambda: self.stopping,
-                on_start=lambda job: self.journal.event(
-                    run_id, "setup", {**job_record(job, machine), "machine": machine.name}
-                ),
+                on_start=lambda job: self.journal.setup_started(run_id, JobRef.of(job, machine)),
                 grace_s=self.config.stop_grace_s,
             )
         paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
         t0 = time.monotonic()
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
-        self.journal.task_started(run_id, task.id, job_record(job, machine), machine=machine.name)
+        self.journal.task_started(run_id, task.id, JobRef.of(job, machine), machine=machine.name)
         self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, machine.name))
         self._see_through(plan, pt, transport, ws, paths, job, t0)
 

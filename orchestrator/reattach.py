@@ -22,7 +22,6 @@ Rules, used by the engine when it resumes a run (``attach RUN``, ``run FILE --re
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from infra.errors import OrchestrateError
@@ -52,11 +51,10 @@ def adoptable(journal: Journal, run_id: str) -> dict[str, Adopted]:
     """Rule 2: every task of ``run_id`` the journal shows running with a job, by task id."""
     found: dict[str, Adopted] = {}
     for t in journal.tasks(run_id):
-        if t.status != TaskStatus.RUNNING or not t.job:
+        ref = t.job_ref
+        if t.status != TaskStatus.RUNNING or ref is None:
             continue
-        info = json.loads(t.job)
-        job = Job(t.task_id, int(info["pid"]), str(info["job_dir"]), str(info["log"]))
-        found[t.task_id] = Adopted(t.task_id, t.machine, job, t.started_at)
+        found[t.task_id] = Adopted(t.task_id, t.machine, ref.job(t.task_id), t.started_at)
     return found
 
 
@@ -65,16 +63,11 @@ def stop_stale_setups(
 ) -> list[int]:
     """Rule 4: stop ``setup:`` commands the journal shows on ``machine`` that still run;
     returns their process groups."""
-    with journal._tx() as db:
-        rows = db.execute(
-            "SELECT payload FROM events WHERE run_id=? AND kind='setup'", (run_id,)
-        ).fetchall()
     stopped: list[int] = []
-    for (payload,) in rows:
-        info = json.loads(payload)
-        if info.get("machine") != machine:
+    for ref in journal.setup_jobs(run_id):
+        if ref.machine != machine:
             continue
-        job = Job("setup", int(info["pid"]), str(info["job_dir"]), str(info["log"]))
+        job = ref.job("setup")
         try:
             if transport.poll(job).running:
                 transport.stop(job, grace_s=5.0)

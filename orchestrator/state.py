@@ -14,11 +14,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from infra.provider import Machine
+from infra.transport.base import Job
 from orchestrator.errors import UnusableDir
 from orchestrator.paths import usable_dir
 
@@ -151,7 +153,51 @@ class TaskRow:
     ended_at: float | None
     wall_s: float | None
     detail: str | None
-    job: str | None
+    job: str | None  # JobRef JSON
+
+    @property
+    def job_ref(self) -> JobRef | None:
+        """The task's detached job, once it started."""
+        return JobRef.from_json(self.job) if self.job else None
+
+
+@dataclass(frozen=True)
+class JobRef:
+    """What the journal keeps of a detached job (a task's trainer, or a ``setup:`` command),
+    so ``down`` and ``attach`` can reach it after a crash: its process group and files, and
+    the machine it runs on. Stored as JSON in ``tasks.job`` and in ``setup`` events, with the
+    keys older journals used."""
+
+    pid: int
+    job_dir: str
+    log: str
+    machine_id: str = ""
+    machine: str = ""  # the machine's name in the plan (its class or host alias)
+
+    @classmethod
+    def of(cls, job: Job, machine: Machine) -> JobRef:
+        """The reference to ``job``, started on ``machine``."""
+        return cls(job.pid, job.job_dir, job.log, machine.id, machine.name)
+
+    def job(self, job_id: str) -> Job:
+        """The transport's handle on the job again (to poll or stop it)."""
+        return Job(job_id, self.pid, self.job_dir, self.log)
+
+    def to_json(self) -> str:
+        """The JSON the journal stores."""
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_json(cls, text: str) -> JobRef:
+        """A stored reference; keys a newer version added are ignored."""
+        data = json.loads(text)
+        return cls(
+            int(data["pid"]),
+            str(data["job_dir"]),
+            str(data["log"]),
+            str(data.get("machine_id", "")),
+            str(data.get("machine", "")),
+        )
 
 
 class Journal:
@@ -333,15 +379,13 @@ class Journal:
                 (run_id, task_id, machine, trainer, device, json.dumps(params), status, detail),
             )
 
-    def task_started(
-        self, run_id: str, task_id: str, job: Mapping[str, Any], *, machine: str
-    ) -> None:
+    def task_started(self, run_id: str, task_id: str, job: JobRef, *, machine: str) -> None:
         """Mark a task running with its detached job, so ``down`` can find and stop it."""
         with self._tx() as db:
             db.execute(
                 "UPDATE tasks SET status='running', started_at=?, job=?, exit_code=NULL, "
                 "machine=? WHERE run_id=? AND task_id=?",
-                (self._now(), json.dumps(job), machine, run_id, task_id),
+                (self._now(), job.to_json(), machine, run_id, task_id),
             )
 
     def task_ended(
@@ -381,6 +425,18 @@ class Journal:
         return [float(r[0]) for r in rows]
 
     # ---------------------------------------------------------------- events
+    def setup_started(self, run_id: str, job: JobRef) -> None:
+        """Journal a started ``setup:`` command, so ``down``/``attach`` can stop it."""
+        self.event(run_id, "setup", json.loads(job.to_json()))
+
+    def setup_jobs(self, run_id: str) -> list[JobRef]:
+        """Every ``setup:`` command the run started, oldest first."""
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT payload FROM events WHERE run_id=? AND kind='setup' ORDER BY id", (run_id,)
+            ).fetchall()
+        return [JobRef.from_json(payload) for (payload,) in rows]
+
     def event(self, run_id: str, kind: str, payload: Mapping[str, Any]) -> None:
         """Append one event (e.g. a started ``setup:`` command, so ``down`` can stop it)."""
         with self._tx() as db:

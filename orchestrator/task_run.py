@@ -154,11 +154,6 @@ def printable(text: str) -> str:
     return _CONTROLS.sub(lambda m: ascii(m.group())[1:-1], text)
 
 
-def job_record(job: Job, machine: Machine) -> dict[str, object]:
-    """What the journal keeps of a detached job, so ``down`` can reach and stop it."""
-    return {"pid": job.pid, "job_dir": job.job_dir, "log": job.log, "machine_id": machine.id}
-
-
 def follow(
     transport: Transport,
     job: Job,

@@ -8,14 +8,13 @@ run. Safe to repeat: every step is idempotent.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from infra.errors import OrchestrateError
 from infra.provider import Provider
-from infra.transport.base import Job, Transport
+from infra.transport.base import Transport
 from orchestrator.state import (
     MACHINE_GONE,
     RUN_ACTIVE,
@@ -108,8 +107,9 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
     wrote is fetched. A ``failed`` task whose trainer still runs (orphaned by a host outage)
     is stopped. Without a reachable machine a running task is marked ``stopped``.
     """
-    info = json.loads(task.job or "{}")
-    job = Job(task.task_id, int(info["pid"]), info["job_dir"], info["log"])
+    ref = task.job_ref
+    assert ref is not None  # only tasks with a job are settled
+    job = ref.job(task.task_id)
     out = f"{PurePosixPath(job.log).parent.parent}/out/{task.task_id}"
     local = Path(run.runs_dir) / run.id / task.task_id
     actions: list[str] = []
@@ -126,7 +126,7 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
                 transport.stop(job, grace_s=5.0)
                 on = (
                     ""
-                    if str(info.get("machine_id", "")).startswith("local:")
+                    if ref.machine_id.startswith("local:")
                     else f" on {task.machine}"
                 )
                 actions.append(f"stopped task {task.task_id}{on} (process group {job.pid})")
@@ -148,21 +148,16 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
 
 def _stop_setups(journal: Journal, run_id: str, reach: _Reach) -> list[str]:
     """Stop ``setup:`` commands still running (the engine journals each as a "setup" event)."""
-    with journal._tx() as db:
-        rows = db.execute(
-            "SELECT payload FROM events WHERE run_id=? AND kind='setup'", (run_id,)
-        ).fetchall()
     actions: list[str] = []
-    for (payload,) in rows:
-        info = json.loads(payload)
-        transport = reach.get(str(info.get("machine", "")))
+    for ref in journal.setup_jobs(run_id):
+        transport = reach.get(ref.machine)
         if transport is None:
             continue
-        job = Job("setup", int(info["pid"]), info["job_dir"], info["log"])
+        job = ref.job("setup")
         try:
             if transport.poll(job).running:
                 transport.stop(job, grace_s=5.0)
-                actions.append(f"stopped a setup command on {info.get('machine')} ({job.pid})")
+                actions.append(f"stopped a setup command on {ref.machine} ({job.pid})")
         except OrchestrateError as exc:
             actions.append(f"could not stop a setup command: {_line(exc)}")
     return actions

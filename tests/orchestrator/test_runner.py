@@ -14,7 +14,7 @@ from orchestrator.errors import (
     TaskFailed,
 )
 from orchestrator.runner import RunOptions, plan_experiment, raise_for_status
-from orchestrator.state import Journal, MachineStatus, RunStatus, TaskStatus
+from orchestrator.state import JobRef, Journal, MachineStatus, RunStatus, TaskStatus
 from orchestrator.summary import RunSummary
 
 
@@ -23,7 +23,7 @@ def _journal(tmp_path: Path, *, task_started: bool, machine_lost: bool) -> Journ
     journal.create_run("r1", name="r", spec_path="x.yaml", provider="local", runs_dir="runs")
     journal.add_task("r1", "t1", machine="m", trainer="pca", device="cpu", params={})
     if task_started:
-        journal.task_started("r1", "t1", {"pid": 1, "job_dir": "j", "log": "l"}, machine="m")
+        journal.task_started("r1", "t1", JobRef(1, "j", "l", "m-1", "m"), machine="m")
     journal.task_ended("r1", "t1", status=TaskStatus.FAILED, exit_code=1, wall_s=None)
     token = journal.machine_requested("r1", "m", "local")
     journal.machine_status(token, MachineStatus.FAILED if machine_lost else MachineStatus.RELEASED)
