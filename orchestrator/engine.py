@@ -173,6 +173,11 @@ class Engine(TaskSteps):
             if self.stopping:
                 continue
             self._fail(run_id, pt.task.id, reason or "no machine could run it")
+        for name, left in self._adopted.items():  # adopted, but their machine never came back
+            for pt, _ in left:
+                if not self.stopping:  # else they stay running with their job: down settles them
+                    why = self._dead.get(name, "its machine was not reached")
+                    self._fail(run_id, pt.task.id, f"{name}: {why}; its trainer was not followed")
         # Any machine asked for, not only those with a recorded id: a launch whose answer was
         # lost left an instance only its tags can find, and teardown sweeps by the run's tags.
         if self.journal.machines(run_id):

@@ -11,6 +11,7 @@ running.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -188,3 +189,33 @@ def test_attach_refuses_a_live_run_and_an_unknown_one(tmp_path: Path) -> None:
     assert row["orchestrator_alive"] is None  # ended: no orchestrator to speak of
     after_down = orchestrate(["attach", str(run_id)], env, tmp_path)
     assert after_down.returncode == 2 and "has ended (down)" in after_down.stderr
+
+
+@pytest.mark.sshd
+def test_attach_to_a_host_that_is_gone_fails_its_tasks_not_the_truth(
+    tmp_path: Path, sshd_fleet: Callable[[int], list[SshdServer]]
+) -> None:
+    """The host went away with the orchestrator: attach cannot follow the trainers there, so
+    their tasks fail saying so (never a run marked done with tasks still running)."""
+    server = sshd_fleet(1)[0]
+    env = _setup(tmp_path, server, "running")
+    exp = yaml.safe_load((tmp_path / "exp.yaml").read_text())
+    (tmp_path / "exp.yaml").write_text(yaml.safe_dump({**exp, "connect_deadline_s": 3}))
+    run_id = _crash("running", env, tmp_path)
+    started = _pids(tmp_path, run_id)
+    server.stop()
+    try:
+        attached = orchestrate(["attach", run_id, "--json"], env, tmp_path, timeout=120)
+        assert attached.returncode not in (0, 70), attached.stderr[-2000:]
+        conn = _journal(tmp_path)
+        rows = dict(conn.execute("SELECT task_id, status FROM tasks WHERE run_id=?", (run_id,)))
+        (status,) = conn.execute("SELECT status FROM runs WHERE id=?", (run_id,)).fetchone()
+        conn.close()
+        assert status == "failed", (status, rows)
+        for task_id in started:
+            assert rows[task_id] == "failed", rows
+        assert "not followed" in attached.stdout
+    finally:
+        for pid in started.values():  # the trainers outlived their host's sshd
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, 9)
