@@ -14,15 +14,38 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
-from enum import StrEnum
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from infra.provider import Machine
-from infra.transport.base import Job
 from orchestrator.errors import UnusableDir
+from orchestrator.job_ref import JobRef
 from orchestrator.paths import usable_dir
+from orchestrator.status import (
+    MACHINE_GONE,
+    MACHINE_HELD,
+    RUN_ACTIVE,
+    TASK_DONE,
+    MachineStatus,
+    RunStatus,
+    TaskStatus,
+)
+
+# The statuses and JobRef are read with the rows, so they are importable from here too.
+__all__ = [
+    "MACHINE_GONE",
+    "MACHINE_HELD",
+    "RUN_ACTIVE",
+    "TASK_DONE",
+    "JobRef",
+    "Journal",
+    "MachineRow",
+    "MachineStatus",
+    "RunRow",
+    "RunStatus",
+    "TaskRow",
+    "TaskStatus",
+]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -64,46 +87,6 @@ _ADDED_COLUMNS = (
     ("runs", "provider_config", "TEXT"),  # infra.registry's JSON: `down` needs no file
     ("machines", "spend_usd", "REAL DEFAULT 0"),
 )
-
-
-class RunStatus(StrEnum):
-    """A run's status, in the words the user reads in ``orchestrate status`` (and the journal
-    stores): a StrEnum, so a value read back from SQLite compares equal to its member."""
-
-    PLANNED = "planned"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"  # some task failed; the rest ran
-    CAPPED = "capped"  # the cost guard stopped it at the cap
-    INTERRUPTED = "interrupted"  # a signal stopped it, after cleanup
-    DOWN = "down"  # `orchestrate down` finished it
-
-
-class TaskStatus(StrEnum):
-    """A task's status in the journal and the run's summary."""
-
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # the plan placed it nowhere (e.g. a gpu task without a GPU), with why
-    STOPPED = "stopped"  # stopped before it finished (Ctrl-C, the cap, `down`)
-    TIMEOUT = "timeout"  # ended at its timeout_minutes, partial results kept
-
-
-class MachineStatus(StrEnum):
-    """A machine's status: journalled ``requested`` before the provider is asked for it."""
-
-    REQUESTED = "requested"
-    RUNNING = "running"
-    RELEASED = "released"
-    FAILED = "failed"  # never acquired or lost; nothing of it is held
-
-
-RUN_ACTIVE = (RunStatus.RUNNING, RunStatus.PLANNED)
-TASK_DONE = TaskStatus.DONE
-MACHINE_GONE = (MachineStatus.RELEASED, MachineStatus.FAILED)
-MACHINE_HELD = (MachineStatus.REQUESTED, MachineStatus.RUNNING)
 
 
 @dataclass(frozen=True)
@@ -159,45 +142,6 @@ class TaskRow:
     def job_ref(self) -> JobRef | None:
         """The task's detached job, once it started."""
         return JobRef.from_json(self.job) if self.job else None
-
-
-@dataclass(frozen=True)
-class JobRef:
-    """What the journal keeps of a detached job (a task's trainer, or a ``setup:`` command),
-    so ``down`` and ``attach`` can reach it after a crash: its process group and files, and
-    the machine it runs on. Stored as JSON in ``tasks.job`` and in ``setup`` events, with the
-    keys older journals used."""
-
-    pid: int
-    job_dir: str
-    log: str
-    machine_id: str = ""
-    machine: str = ""  # the machine's name in the plan (its class or host alias)
-
-    @classmethod
-    def of(cls, job: Job, machine: Machine) -> JobRef:
-        """The reference to ``job``, started on ``machine``."""
-        return cls(job.pid, job.job_dir, job.log, machine.id, machine.name)
-
-    def job(self, job_id: str) -> Job:
-        """The transport's handle on the job again (to poll or stop it)."""
-        return Job(job_id, self.pid, self.job_dir, self.log)
-
-    def to_json(self) -> str:
-        """The JSON the journal stores."""
-        return json.dumps(asdict(self))
-
-    @classmethod
-    def from_json(cls, text: str) -> JobRef:
-        """A stored reference; keys a newer version added are ignored."""
-        data = json.loads(text)
-        return cls(
-            int(data["pid"]),
-            str(data["job_dir"]),
-            str(data["log"]),
-            str(data.get("machine_id", "")),
-            str(data.get("machine", "")),
-        )
 
 
 class Journal:

@@ -154,7 +154,7 @@ def _print_notes(summary: RunSummary, console: Console) -> None:
 
 
 @dataclass(frozen=True)
-class RunRow:
+class RunLine:
     """One line of ``status``: a run and its task counts (skipped tasks are not to run)."""
 
     run_id: str
@@ -167,7 +167,7 @@ class RunRow:
     held: int
 
 
-def render_runs(rows: Sequence[RunRow], console: Console, *, journal: str) -> None:
+def render_runs(rows: Sequence[RunLine], console: Console, *, journal: str) -> None:
     """``status`` without a run: one line per run; ``tasks`` is done / to run (skips aside).
 
     When the table is wider than the terminal, ``started`` is left out first: the run id already

@@ -310,7 +310,6 @@ SAME_NAME_FOR_NOW = {
     "Clock": "issue 15 point 7: one Clock seam (now, monotonic) for the guard and AWS waits",
     "SystemClock": "issue 15 point 7: goes with the one Clock",
     "Job": "issue 15 point 5: spec.Job (a job in the file) vs the transport's Job (JobRef)",
-    "RunRow": "issue 15: ui_tables.RunRow (a status line) vs the journal's RunRow",
 }
 
 

@@ -15,7 +15,7 @@ from orchestrator.lease import RunLease, holder, stop_live_run
 from orchestrator.paths import RunPaths
 from orchestrator.state import MACHINE_HELD, RUN_ACTIVE, Journal, RunStatus, TaskStatus
 from orchestrator.summary import summarize
-from orchestrator.ui_tables import RunRow, render_runs, render_summary
+from orchestrator.ui_tables import RunLine, render_runs, render_summary
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -42,7 +42,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         tasks = journal.tasks(r.id)
         skipped = sum(1 for t in tasks if t.status == TaskStatus.SKIPPED)
         rows.append(
-            RunRow(
+            RunLine(
                 run_id=r.id,
                 status=r.status if alive.get(r.id, True) else f"{r.status}, orchestrator gone",
                 provider=r.provider,
