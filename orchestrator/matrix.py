@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from orchestrator.spec import Experiment, Job
+from orchestrator.spec import Experiment, JobSpec
 
 # Axes in id order; the first ones always appear, the rest only when they vary.
 _ALWAYS = ("framework", "optimizer", "device")
@@ -79,7 +79,7 @@ def _id_part(key: str, value: Any) -> str:
     return re.sub(r"[^A-Za-z0-9._]+", "_", text)
 
 
-def expand_script_job(job: Job, index: int) -> list[Task]:
+def expand_script_job(job: JobSpec, index: int) -> list[Task]:
     """``run:`` jobs: the cross product of ``params`` and ``device``, values shell-quoted."""
     assert job.run is not None
     names = list(job.params)
@@ -107,7 +107,7 @@ def expand_script_job(job: Job, index: int) -> list[Task]:
     return tasks
 
 
-def expand_job(job: Job, index: int) -> list[Task]:
+def expand_job(job: JobSpec, index: int) -> list[Task]:
     """The cross product of one job's list-valued fields, in file order."""
     if job.run is not None:
         return expand_script_job(job, index)
@@ -149,7 +149,7 @@ def expand_job(job: Job, index: int) -> list[Task]:
     return tasks
 
 
-def _timeout_s(job: Job) -> float | None:
+def _timeout_s(job: JobSpec) -> float | None:
     return None if job.timeout_minutes is None else job.timeout_minutes * 60.0
 
 

@@ -129,7 +129,7 @@ class SshProxy(_Strict):
 ParamValue = str | int | float | bool
 
 
-class Job(_Strict):
+class JobSpec(_Strict):
     """A built-in trainer job (``trainer:``) or the user's own command (``run:``)."""
 
     trainer: Trainer | None = None
@@ -184,4 +184,4 @@ class Experiment(_Strict):
     data_dir: str | None = None
     workdir: str | None = None  # synced to each machine for ``run:`` jobs; relative to the file
     ship_secrets: list[str] = []  # secret-looking files to ship anyway (refused by default)
-    jobs: Annotated[list[Job], Field(min_length=1)]
+    jobs: Annotated[list[JobSpec], Field(min_length=1)]

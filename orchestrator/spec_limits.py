@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterator
 
 from orchestrator.errors import SpecIssue
 from orchestrator.matrix import AXES, expand
-from orchestrator.spec import Experiment, Host, Job
+from orchestrator.spec import Experiment, Host, JobSpec
 
 MAX_TASKS = 10_000
 MAX_TASK_ID = 200  # bytes; a directory name may have 255
@@ -123,7 +123,7 @@ def _host_key_ok(line: str) -> bool:
     return True
 
 
-def matrix_size(job: Job) -> int:
+def matrix_size(job: JobSpec) -> int:
     """How many tasks ``job`` expands to, computed without expanding it."""
     if job.run is not None:
         return len(job.device) * math.prod(len(v) for v in job.params.values())

@@ -18,7 +18,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.errors import SpecError, SpecIssue
-from orchestrator.spec import Experiment, Job
+from orchestrator.spec import Experiment, JobSpec
 from orchestrator.spec_input import Loc, Positions, parse_yaml, read_spec
 from orchestrator.spec_limits import command_issues, limit_issues
 
@@ -103,7 +103,7 @@ def _model_at(loc: Loc) -> type[BaseModel] | None:
     head = loc[0]
     nested: dict[str, type[BaseModel]] = {"budget": Budget}
     if head == "jobs" and len(loc) == 2:
-        return Job
+        return JobSpec
     if head == "hosts" and len(loc) == 2:
         return Host
     if head == "machines" and len(loc) == 2:

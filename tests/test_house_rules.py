@@ -309,7 +309,6 @@ def test_every_key_the_experiment_schema_accepts_is_read() -> None:
 SAME_NAME_FOR_NOW = {
     "Clock": "issue 15 point 7: one Clock seam (now, monotonic) for the guard and AWS waits",
     "SystemClock": "issue 15 point 7: goes with the one Clock",
-    "Job": "issue 15 point 5: spec.Job (a job in the file) vs the transport's Job (JobRef)",
 }
 
 

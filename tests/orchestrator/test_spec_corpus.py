@@ -329,9 +329,9 @@ def unknown_key(draw: st.DrawFn) -> str:
 
 
 def _all_fields() -> set[str]:
-    from orchestrator.spec import Budget, Experiment, Job
+    from orchestrator.spec import Budget, Experiment, JobSpec
 
-    return set(Experiment.model_fields) | set(Job.model_fields) | set(Budget.model_fields)
+    return set(Experiment.model_fields) | set(JobSpec.model_fields) | set(Budget.model_fields)
 
 
 @st.composite
