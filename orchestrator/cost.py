@@ -9,21 +9,11 @@ prices come through the small ``infra.prices.PriceSource`` seam.
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
+from infra.clock import Clock, SystemClock
 from orchestrator.state import Journal
-
-
-class Clock(Protocol):
-    def time(self) -> float: ...
-
-
-class SystemClock:
-    def time(self) -> float:
-        """The wall clock, in seconds."""
-        return time.time()
 
 
 class CostGuard:
@@ -44,7 +34,7 @@ class CostGuard:
 
     def spend(self) -> float:
         """Spend so far, recording each machine's share in the ledger as it goes."""
-        now = self.clock.time()
+        now = self.clock.now().timestamp()
         total = 0.0
         for m in self.journal.machines(self.run_id):
             if m.acquired_at is None:

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import importlib
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from infra.aws.consistency import Backoff
+from infra.clock import Clock
 from infra.provider import Address, LaunchRequest, Machine, MachineRequest
 from infra.tags import current_owner
 from infra.transport.base import Transport
@@ -30,26 +29,6 @@ if TYPE_CHECKING:
     from infra.aws.hostkeys import HostKeySource
 
 TransportFactory = Callable[[Address], Transport]
-
-
-class Clock(Protocol):
-    """Wall time for tags and deadlines, monotonic time for waits."""
-
-    def now(self) -> datetime: ...
-
-    def monotonic(self) -> float: ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        """The wall time, UTC."""
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes back."""
-        return time.monotonic()
 
 
 @dataclass(frozen=True)

@@ -27,9 +27,7 @@ from infra.aws import launch as launching
 from infra.aws import launch_plan, ready
 from infra.aws.consistency import INSTANCE_NOT_YET, code_of, until_visible
 from infra.aws.context import (
-    Clock,
     PriceLookup,
-    SystemClock,
     TransportFactory,
     Waits,
     default_owner,
@@ -50,6 +48,7 @@ from infra.aws.requests import (
     resource_tags,
     ssh_ingress,
 )
+from infra.clock import Clock, SystemClock
 from infra.errors import ProviderError
 from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
 from infra.transport.base import Transport

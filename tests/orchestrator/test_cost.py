@@ -29,6 +29,12 @@ class ShiftedClock:
     def time(self) -> float:
         return time.time() + self.offset
 
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self.offset
+
 
 def test_bundled_catalog_has_prices_and_warns_when_old() -> None:
     cat = load_catalog(None)
