@@ -228,6 +228,8 @@ def image_mismatches(exp: Experiment) -> list[tuple[Loc, str, str]]:
 
     found: list[tuple[Loc, str, str]] = []
     for name, mc in exp.machines.items():
+        if mc.ami.startswith("ami-"):
+            continue  # a literal image id: its architecture is not known before AWS is asked
         try:
             image = spec_for(mc.ami)
         except (ImageSpecError, LookupError):

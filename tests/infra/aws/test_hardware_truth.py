@@ -140,3 +140,10 @@ def test_instances_are_named_and_burstable_ones_bill_no_credits(
 def test_credit_specification_only_for_burstable_types(itype: str, credits: bool) -> None:
     params = InstanceParams("ami-1", itype, "k", "sg-1", "", {}, "tok")
     assert ("CreditSpecification" in run_instances_kwargs(params)) is credits
+
+
+def test_a_literal_image_id_is_not_judged_by_a_spec_it_has_not() -> None:
+    exp = parse_experiment(
+        _exp("{instance_type: t4g.large, gpus: 0, ami: ami-0123456789abcdef0}"), "x.yaml"
+    )
+    assert image_mismatches(exp) == []
