@@ -59,6 +59,13 @@ def test_an_over_long_runs_dir(tmp_path: Path, env: dict[str, str]) -> None:
     clean_exit_2(proc, "runs directory", "too long")
 
 
+def test_an_over_long_state_dir(tmp_path: Path, env: dict[str, str]) -> None:
+    env = {**env, "ORCHESTRATE_STATE_DIR": str(tmp_path / ("s" * 300))}
+    for verb in ("plan", "run", "status"):
+        args: list[str] = [verb] if verb == "status" else [verb, "exp.yaml"]
+        clean_exit_2(orchestrate(args, env, tmp_path), "state directory", "too long")
+
+
 @pytest.fixture
 def read_only(tmp_path: Path) -> Iterator[Callable[[str], Path]]:
     """Makes ``tmp_path/NAME`` a directory nobody can write, root included: as root a mode
