@@ -22,7 +22,8 @@ def add_money_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("prices", parents=[common], help="the price catalog in use")
     p.add_argument("--refresh", action="store_true", help="update it from the AWS Pricing API")
     p.add_argument(
-        "--region", default=DEFAULT_REGION, help=f"region to --refresh ({DEFAULT_REGION})"
+        "--region",
+        help=f"region to --refresh (default: the configured one, else {DEFAULT_REGION})",
     )
     p.add_argument(
         "--type",
@@ -48,13 +49,20 @@ def _price(value: float | None) -> str:
     return "-" if value is None or value != value else f"{value:.4f}"
 
 
+def _region(args: argparse.Namespace) -> str:
+    """``--region``, else the region the boto3 chain names, else the default one."""
+    from infra.aws.session import configured_region
+
+    return str(args.region or configured_region() or DEFAULT_REGION)
+
+
 def cmd_prices(args: argparse.Namespace) -> int:
     """Show the catalog every forecast uses, and how old it is (``--refresh`` renews it)."""
     if args.refresh:
         from infra.prices import refresh_catalog, save_catalog
 
         path = save_catalog(
-            refresh_catalog(load_catalog(args.state_dir), args.region, types=args.type),
+            refresh_catalog(load_catalog(args.state_dir), _region(args), types=args.type),
             args.state_dir,
         )
         print(f"price catalog refreshed: {path}")
