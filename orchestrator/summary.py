@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
-import os
-import stat
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from orchestrator.paths import RunPaths
+from orchestrator.result_files import MetricsKey, ReferenceKey, flat_metrics, read_json
 from orchestrator.state import Journal
 
 
@@ -52,45 +50,9 @@ class RunSummary:
         }
 
 
-RESULT_MAX_BYTES = 256 << 20  # a result file larger than this is not read whole
-
-
-def read_result(path: Path) -> str:
-    """A result file's text, read safely: only a regular file (a FIFO or a device planted in a
-    run directory must not hang ``run`` or ``report``), never through a symlink, and at most
-    ``RESULT_MAX_BYTES``. Raises ``OSError`` otherwise, as a missing file does."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode) or st.st_size > RESULT_MAX_BYTES:
-            raise OSError(f"{path} is not a regular file of a sane size")
-        return fh.read(RESULT_MAX_BYTES).decode("utf-8", errors="replace")
-
-
-def read_json(path: Path) -> dict[str, Any]:
-    """A JSON object from a file; ``{}`` when it is missing, torn or not an object (a trainer
-    killed mid-write, a task that never started), or not a regular file."""
-    try:
-        data = json.loads(read_result(path))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def flat_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    """``metrics.json`` with ``trainers.pca``'s nested numpy comparison (``reference``) lifted
-    to the top level, where readers look for ``eigenvalue_rel_error`` and friends."""
-    reference = metrics.get("reference")
-    return {**reference, **metrics} if isinstance(reference, dict) else metrics
-
-
 def _eigen_error(metrics: dict[str, Any]) -> float | None:
-    """The worst relative eigenvalue error vs NumPy, whichever name the trainer used."""
-    metrics = flat_metrics(metrics)
-    for key in ("max_eigenvalue_rel_error", "eigenvalue_rel_error_max"):
-        if isinstance(metrics.get(key), int | float):
-            return float(metrics[key])
-    errors = metrics.get("eigenvalue_rel_error") or metrics.get("eigenvalue_rel_errors")
+    """The worst relative eigenvalue error against NumPy (PCA's ``reference``)."""
+    errors = flat_metrics(metrics).get(ReferenceKey.EIGENVALUE_REL_ERROR)
     if isinstance(errors, list) and errors:
         return float(max(abs(float(e)) for e in errors))
     return None
@@ -105,8 +67,8 @@ def summarize(journal: Journal, run_id: str) -> RunSummary:
     rows = []
     for t in journal.tasks(run_id):
         m = read_json(paths.metrics(t.task_id))
-        sps = m.get("samples_per_s")
-        err = m.get("test_error")
+        sps = m.get(MetricsKey.SAMPLES_PER_S)
+        err = m.get(MetricsKey.TEST_ERROR)
         rows.append(
             TaskSummary(
                 task_id=t.task_id,

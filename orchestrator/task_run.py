@@ -27,6 +27,7 @@ from infra.transport.base import Job, Transport
 from orchestrator.events import Reporter, TaskOutput
 from orchestrator.matrix import Task, with_python_on_path
 from orchestrator.paths import Workspace
+from orchestrator.result_files import TimingEvent, TimingKey
 from orchestrator.state import TaskStatus
 
 POLL_FIRST_S = 0.005  # start polling fast so short tasks finish without a fixed delay ...
@@ -226,7 +227,8 @@ def wrote_end_ok(timing: Path) -> bool:
         row = json.loads(lines[-1]) if lines else {}
     except (OSError, ValueError):
         return False
-    return isinstance(row, dict) and row.get("event") == "end" and row.get("status", "ok") == "ok"
+    ended = row.get(TimingKey.EVENT) == TimingEvent.END if isinstance(row, dict) else False
+    return ended and row.get(TimingKey.STATUS, "ok") == "ok"
 
 
 def task_outcome(

@@ -12,7 +12,6 @@ stopped half-way shows what exists and a dash for the rest.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 from typing import Any
@@ -27,28 +26,30 @@ from orchestrator.report.model import (
     RunData,
     TaskResult,
 )
+from orchestrator.result_files import (
+    ManifestKey as Mf,
+)
+from orchestrator.result_files import (
+    MetricsKey as M,
+)
+from orchestrator.result_files import (
+    ReferenceKey as R,
+)
+from orchestrator.result_files import (
+    TimingEvent as E,
+)
+from orchestrator.result_files import (
+    TimingKey as T,
+)
+from orchestrator.result_files import (
+    flat_metrics,
+    read_json,
+    read_timing,
+)
 from orchestrator.state import Journal
-from orchestrator.summary import flat_metrics, read_json, read_result
 
 FRAMEWORKS = ("tensorflow", "theano")
 DEVICES = ("cpu", "gpu")
-
-
-def read_timing(path: Path) -> list[dict[str, Any]]:
-    """Rows of a ``timing.jsonl``; a torn last line (a killed writer) is skipped."""
-    try:
-        lines = read_result(path).splitlines()
-    except OSError:
-        return []
-    rows = []
-    for line in lines:
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
 
 
 def load_run(run_dir: Path, journal: Journal | None = None) -> RunData:
@@ -106,7 +107,7 @@ def _task(paths: RunPaths, row: dict[str, Any], planned: dict[str, Any] | None) 
     timing = read_timing(paths.timing(tid))
     metrics = read_json(paths.metrics(tid))
     manifest = read_json(paths.manifest(tid))
-    start = next((r for r in timing if r.get("event") == "start"), {})
+    start = next((r for r in timing if r.get(T.EVENT) == E.START), {})
     trainer, framework, optimizer, device = _parse_id(tid)
     info = {**start, **metrics}
     if planned is not None:
@@ -118,29 +119,29 @@ def _task(paths: RunPaths, row: dict[str, Any], planned: dict[str, Any] | None) 
         optimizer = _str(params.get("optimizer")) or optimizer
         if trainer == "script":  # the script's own "trainer" label must not hide that it is one
             info = {k: v for k, v in info.items() if k not in ("trainer", "framework")}
-    epochs = tuple(_epoch(r) for r in timing if r.get("event") == "epoch")
-    compile_s = _num(metrics.get("compile_time_s"))
+    epochs = tuple(_epoch(r) for r in timing if r.get(T.EVENT) == E.EPOCH)
+    compile_s = _num(metrics.get(M.COMPILE_TIME_S))
     if compile_s is None:
         compile_s = _sum_or_none(
-            _num(r.get("compile_s")) for r in timing if r.get("event") == "compile"
+            _num(r.get(T.COMPILE_S)) for r in timing if r.get(T.EVENT) == E.COMPILE
         )
-    train_s = _num(metrics.get("train_time_s"))
+    train_s = _num(metrics.get(M.TRAIN_TIME_S))
     if train_s is None and epochs:
         train_s = sum(e.wall_s for e in epochs)
     if train_s is None:  # PCA: the eigen-solve is its training (statistics and compile apart)
-        train_s = _num(metrics.get("solve_s"))
-    sps = _num(metrics.get("samples_per_s"))
+        train_s = _num(metrics.get(M.SOLVE_S))
+    sps = _num(metrics.get(M.SAMPLES_PER_S))
     if sps is None:
         sps = _mean_or_none(e.samples_per_s for e in epochs)
     last = epochs[-1] if epochs else None
-    times = [_num(r.get("t")) for r in timing]
+    times = [_num(r.get(T.T)) for r in timing]
     stamps = [t for t in times if t is not None]
     return TaskResult(
         task_id=tid,
-        trainer=str(info.get("trainer") or trainer),
-        framework=str(info.get("framework") or framework),
-        optimizer=_str(info.get("optimizer")) or optimizer,
-        device=device if device != "?" else str(info.get("device_requested") or "?"),
+        trainer=str(info.get(M.TRAINER) or trainer),
+        framework=str(info.get(M.FRAMEWORK) or framework),
+        optimizer=_str(info.get(M.OPTIMIZER)) or optimizer,
+        device=device if device != "?" else str(info.get(M.DEVICE_REQUESTED) or "?"),
         status=str(row.get("status") or "unknown"),
         detail=_str(row.get("detail")),
         machine=str(row.get("machine") or "-"),
@@ -148,13 +149,13 @@ def _task(paths: RunPaths, row: dict[str, Any], planned: dict[str, Any] | None) 
         compile_s=compile_s,
         train_s=train_s,
         samples_per_s=sps,
-        test_error=_num(metrics.get("test_error")) if metrics else (last.error if last else None),
-        final_loss=_num(metrics.get("final_loss")) if metrics else (last.loss if last else None),
-        hidden=tuple(int(h) for h in info.get("hidden") or () if isinstance(h, int | float)),
-        batch_size=_int(info.get("batch_size")),
+        test_error=_num(metrics.get(M.TEST_ERROR)) if metrics else (last.error if last else None),
+        final_loss=_num(metrics.get(M.FINAL_LOSS)) if metrics else (last.loss if last else None),
+        hidden=tuple(int(h) for h in info.get(M.HIDDEN) or () if isinstance(h, int | float)),
+        batch_size=_int(info.get(M.BATCH_SIZE)),
         epochs=epochs,
         hardware=_hardware(manifest) if manifest else None,
-        pca=_pca(metrics, timing) if (info.get("trainer") or trainer) == "pca" else None,
+        pca=_pca(metrics, timing) if (info.get(M.TRAINER) or trainer) == "pca" else None,
         started_t=min(stamps) if stamps else None,
         ended_t=max(stamps) if stamps else None,
     )
@@ -175,51 +176,53 @@ def _parse_id(task_id: str) -> tuple[str, str, str | None, str]:
 
 def _epoch(r: dict[str, Any]) -> EpochRow:
     return EpochRow(
-        epoch=int(r.get("epoch") or 0),
-        wall_s=_num(r.get("wall_s")) or 0.0,
-        samples_per_s=_num(r.get("samples_per_s")),
-        loss=_num(r.get("loss")),
-        error=_num(r.get("error")),
-        t=_num(r.get("t")),
+        epoch=int(r.get(T.EPOCH) or 0),
+        wall_s=_num(r.get(T.WALL_S)) or 0.0,
+        samples_per_s=_num(r.get(T.SAMPLES_PER_S)),
+        loss=_num(r.get(T.LOSS)),
+        error=_num(r.get(T.ERROR)),
+        t=_num(r.get(T.T)),
     )
 
 
 def _hardware(m: dict[str, Any]) -> Hardware:
-    cpu, gpu, versions = _dict(m.get("cpu")), _dict(m.get("gpu")), _dict(m.get("versions"))
+    cpu, gpu = _dict(m.get(Mf.CPU)), _dict(m.get(Mf.GPU))
+    versions = _dict(m.get(Mf.VERSIONS))
     gpus = gpu.get("all")
     first = _dict(gpus[0]) if isinstance(gpus, list) and gpus else {}
     return Hardware(
-        host=_str(m.get("host")),
+        host=_str(m.get(Mf.HOST)),
         cpu_model=_str(cpu.get("model")),
         cpu_cores=_int(cpu.get("usable_cores") or cpu.get("logical_cores")),
         gpu_model=_str(gpu.get("model")),
         gpu_driver=_str(gpu.get("driver")),
         gpu_memory_mib=_int(first.get("memory_mib")),
-        device_used=_str(m.get("device_used")),
+        device_used=_str(m.get(Mf.DEVICE_USED)),
         versions=tuple(sorted((str(k), str(v)) for k, v in versions.items() if v)),
     )
 
 
 def _pca(metrics: dict[str, Any], timing: list[dict[str, Any]]) -> PcaResult | None:
-    """PCA numbers under the names the trainer may use; component rows fill the gaps."""
-    comp_rows = [r for r in timing if r.get("event") == "component"]
+    """PCA's numbers (``metrics.json``, its NumPy ``reference`` lifted); a run stopped before
+    its metrics were written still shows the components its timing log recorded."""
+    comp_rows = [r for r in timing if r.get(T.EVENT) == E.COMPONENT]
     metrics = flat_metrics(metrics)
-    values = _floats(metrics.get("eigenvalues")) or [
-        v for v in (_num(r.get("eigenvalue")) for r in comp_rows) if v is not None
+    values = _floats(metrics.get(M.EIGENVALUES)) or [
+        v for v in (_num(r.get(T.EIGENVALUE)) for r in comp_rows) if v is not None
     ]
     if not values:
         return None
-    ref = _floats(metrics.get("eigenvalues_numpy"))
-    rel = _floats(metrics.get("eigenvalue_rel_error") or metrics.get("eigenvalue_rel_errors"))
-    angles = _floats(metrics.get("angle_deg") or metrics.get("angles_deg"))
-    explained = _floats(metrics.get("explained_variance_ratio"))
-    total = _num(metrics.get("total_variance"))
+    ref = _floats(metrics.get(R.EIGENVALUES_NUMPY))
+    rel = _floats(metrics.get(R.EIGENVALUE_REL_ERROR))
+    angles = _floats(metrics.get(R.ANGLE_DEG))
+    explained = _floats(metrics.get(M.EXPLAINED_VARIANCE_RATIO))
+    total = _num(metrics.get(M.TOTAL_VARIANCE))
     if not explained and total:
         explained = [v / total for v in values]
-    iters_raw = metrics.get("iterations")
+    iters_raw = metrics.get(M.PCA_ITERATIONS)
     iters = [int(i) for i in _floats(iters_raw)] if isinstance(iters_raw, list) else []
     if not iters:
-        iters = [int(n) for n in (_num(r.get("iterations")) for r in comp_rows) if n is not None]
+        iters = [int(n) for n in (_num(r.get(T.ITERATIONS)) for r in comp_rows) if n is not None]
     comps = tuple(
         PcaComponent(
             index=i,
@@ -233,7 +236,7 @@ def _pca(metrics: dict[str, Any], timing: list[dict[str, Any]]) -> PcaResult | N
         for i, v in enumerate(values)
     )
     total_iters = _int(iters_raw) if isinstance(iters_raw, int | float) else None
-    conv = metrics.get("converged")
+    conv = metrics.get(M.CONVERGED)
     return PcaResult(
         components=comps,
         iterations=total_iters if total_iters is not None else (sum(iters) if iters else None),

@@ -6,8 +6,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from orchestrator.report.load import read_timing
-from orchestrator.summary import read_json
+from orchestrator.result_files import read_json, read_timing
 
 
 def test_a_fifo_named_metrics_json_reads_as_empty(tmp_path: Path) -> None:
