@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from orchestrator.result_files import flat_metrics
 from orchestrator.state import Journal
 
 RUNS = Path(__file__).resolve().parents[2] / "data" / "report_runs"
@@ -91,7 +92,8 @@ def journal(tmp_path: Path, runs_root: Path) -> Iterator[Journal]:
 
 
 def metrics(run_dir: Path, task_id: str) -> dict[str, Any]:
-    return dict(json.loads((run_dir / task_id / "metrics.json").read_text()))
+    """A task's metrics.json as the report reads it (PCA's ``reference`` lifted)."""
+    return flat_metrics(dict(json.loads((run_dir / task_id / "metrics.json").read_text())))
 
 
 def timing(run_dir: Path, task_id: str) -> list[dict[str, Any]]:
