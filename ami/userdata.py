@@ -115,17 +115,21 @@ def arm_deadline_command() -> list[str]:
     ]
 
 
-def setup_commands(spec: ImageSpec) -> str:
+def setup_commands(spec: ImageSpec, *, for_image: bool = False) -> str:
     """The bash script that sets up a machine for ``spec``: flavour script, then extra steps.
 
     The flavour script's text is embedded (a heredoc), so the result runs anywhere bash does,
     through user-data or over a transport, without the script file on the machine.
+    ``for_image``: the machine will be saved as an image (a bake), so the frameworks are imported
+    once, leaving their caches (PyTensor's compiled modules) in the image; a launch skips that,
+    as its first task imports them anyway.
     """
     args = [spec.python, spec.venv, *spec.packages]
     lines = [
         "#!/usr/bin/env bash",
         "set -euo pipefail",
         f"# orchestrate setup for image spec {spec.name!r} ({spec.flavour})",
+        f"export ORCHESTRATE_SETUP_IMPORT={1 if for_image else 0}",
         # A copy of everything it prints stays on the machine (appended: a second setup on the
         # same disk shows), for `orchestrate ssh` after a failure; home when sudo is refused.
         f"log={SETUP_LOG}",

@@ -28,22 +28,83 @@ apt_install() {
   retry 3 apt_get install -y --no-install-recommends "$@"
 }
 
-# make_venv PYTHON VENV: create VENV as the login user.
+# make_venv PYTHON VENV: create VENV as the login user (the classic path: needs the venv module).
 make_venv() {
   $SUDO install -d -o "$login_user" -g "$(id -gn)" "$2"
   if [ ! -x "$2/bin/python" ]; then "$1" -m venv "$2"; fi
 }
 
-# venv_install VENV REQUIREMENT...: uv when it can be had (several times faster than pip on a
-# cold machine), pip otherwise or when ORCHESTRATE_INSTALLER=pip (an index uv cannot use; the
-# benchmark's reference). UV_NATIVE_TLS: trust the system's CA store, as pip does.
-venv_install() {
+# fetch_uv DIR: uv's static binary, taken out of its wheel on PyPI with python3's own urllib and
+# checked against the sha256 PyPI lists for it. Needs no pip, no venv module and no apt, which is
+# what makes a cold setup fast (apt + `python3 -m venv` + `pip install uv` took 19 s of a 64 s
+# setup on the instance emulator). Fails where PyPI's JSON API is not reachable (a private index).
+fetch_uv() {
+  python3 - "$1" <<'PY'
+import hashlib, io, json, os, platform, sys, urllib.parse, urllib.request, zipfile
+
+dest = sys.argv[1]
+arch = {"x86_64": "x86_64", "amd64": "x86_64", "aarch64": "aarch64"}[platform.machine().lower()]
+url = os.environ.get("ORCHESTRATE_UV_JSON", "https://pypi.org/pypi/uv/json")
+with urllib.request.urlopen(url, timeout=30) as resp:
+    files = json.load(resp)["urls"]
+wheel = next(
+    f for f in files
+    if f["filename"].endswith(".whl") and "manylinux" in f["filename"]
+    and arch in f["filename"] and "musl" not in f["filename"]
+)
+with urllib.request.urlopen(urllib.parse.urljoin(url, wheel["url"]), timeout=120) as resp:
+    data = resp.read()
+if hashlib.sha256(data).hexdigest() != wheel["digests"]["sha256"]:
+    sys.exit(f"{wheel['filename']}: sha256 does not match PyPI's")
+with zipfile.ZipFile(io.BytesIO(data)) as zf:
+    member = next(n for n in zf.namelist() if n.endswith(".data/scripts/uv"))
+    os.makedirs(dest, exist_ok=True)
+    with zf.open(member) as src, open(os.path.join(dest, "uv"), "wb") as out:
+        out.write(src.read())
+os.chmod(os.path.join(dest, "uv"), 0o755)
+PY
+}
+
+# python_env PYTHON VENV REQUIREMENT...: the venv with its packages, owned by the login user.
+# uv (ours: its own venv, parallel downloads) unless ORCHESTRATE_INSTALLER=pip or uv cannot be
+# had; then the classic path: apt's venv module, `python3 -m venv`, pip (the benchmark's
+# reference). UV_NATIVE_TLS: trust the system's CA store, as pip does.
+python_env() {
+  local python_bin=$1 venv=$2 uv_dir=/tmp/orchestrate-uv
+  shift 2
+  if [ "${ORCHESTRATE_INSTALLER:-uv}" != pip ] && retry 2 fetch_uv "$uv_dir"; then
+    $SUDO install -d -o "$login_user" -g "$(id -gn)" "$venv"
+    if [ ! -x "$venv/bin/python" ]; then
+      "$uv_dir/uv" venv -q --seed --allow-existing --python "$python_bin" "$venv"
+    fi
+    if UV_NATIVE_TLS=1 retry 3 "$uv_dir/uv" pip install -q --python "$venv/bin/python" "$@"; then
+      cp "$uv_dir/uv" "$venv/bin/uv"  # for the jobs' own `setup:` too
+      return 0
+    fi
+  fi
+  apt_install "$python_bin" "$python_bin-venv"
+  make_venv "$python_bin" "$venv"
+  retry 3 "$venv/bin/python" -m pip install -q "$@"
+}
+
+# check_imports VENV MODULE...: that each module is installed, without importing it (importing
+# TensorFlow and PyTensor cold takes ~20 s, which the first task pays anyway); a full import
+# when ORCHESTRATE_SETUP_IMPORT=1 (a bake: it warms PyTensor's compile cache into the image).
+check_imports() {
   local venv=$1
   shift
-  if [ "${ORCHESTRATE_INSTALLER:-uv}" != pip ] \
-    && retry 2 "$venv/bin/python" -m pip install -q uv \
-    && UV_NATIVE_TLS=1 retry 3 "$venv/bin/python" -m uv pip install -q --python "$venv/bin/python" "$@"; then
-    return 0
+  if [ "${ORCHESTRATE_SETUP_IMPORT:-0}" = 1 ]; then
+    "$venv/bin/python" -c "import sys, importlib; [importlib.import_module(m) for m in sys.argv[1:]]" "$@"
   fi
-  retry 3 "$venv/bin/python" -m pip install -q "$@"
+  "$venv/bin/python" - "$@" <<'PY'
+import importlib.metadata as md, importlib.util, sys
+
+missing = [m for m in sys.argv[1:] if importlib.util.find_spec(m) is None]
+if missing:
+    sys.exit(f"orchestrate setup: not importable after setup: {', '.join(missing)}")
+dists = {d.metadata["Name"].lower(): d.version for d in md.distributions()}
+wanted = {m.lower() for m in sys.argv[1:]}
+found = sorted((n, v) for n, v in dists.items() if n.replace("_", "-").split("-")[0] in wanted)
+print("setup ok:", ", ".join(f"{n} {v}" for n, v in found))
+PY
 }

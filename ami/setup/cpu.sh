@@ -8,7 +8,5 @@ venv="${2:?usage: cpu.sh PYTHON VENV [PIP_REQUIREMENT...]}"
 shift 2
 if [ "$#" -eq 0 ]; then set -- "tensorflow-cpu>=2.16" "pytensor>=3.0" "numba>=0.59"; fi
 
-apt_install "$python_bin" "$python_bin-venv"
-make_venv "$python_bin" "$venv"
-venv_install "$venv" "$@"
-"$venv/bin/python" -c "import tensorflow, pytensor; print('setup ok:', tensorflow.__version__, pytensor.__version__)"
+python_env "$python_bin" "$venv" "$@"
+check_imports "$venv" tensorflow pytensor numba

@@ -18,9 +18,7 @@ if ! nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; then
   exit 3
 fi
 
-apt_install "$python_bin" "$python_bin-venv"
-make_venv "$python_bin" "$venv"
-venv_install "$venv" "$@"
+python_env "$python_bin" "$venv" "$@"
 "$venv/bin/python" - <<'PY'
 import jax
 import pytensor

@@ -176,7 +176,9 @@ def bake(
         machine = provider.acquire(launch, token=token)
         transport = provider.connect(machine)
         try:
-            transport.run(["bash", "-c", setup_commands(spec)], timeout_s=SETUP_TIMEOUT_S)
+            transport.run(
+                ["bash", "-c", setup_commands(spec, for_image=True)], timeout_s=SETUP_TIMEOUT_S
+            )
             transport.run(["sudo", "sh", "-c", CLEANUP], timeout_s=120)
         finally:
             transport.close()
