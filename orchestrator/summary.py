@@ -1,4 +1,4 @@
-"""A run's results in one table: journal rows joined with each task's pulled-back metrics."""
+"""A run's results in one table: journal rows joined with each task's pulled-back numbers."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from orchestrator.paths import RunPaths
-from orchestrator.result_files import MetricsKey, ReferenceKey, flat_metrics, read_json
 from orchestrator.state import Journal
 
 
@@ -50,35 +48,31 @@ class RunSummary:
         }
 
 
-def _eigen_error(metrics: dict[str, Any]) -> float | None:
-    """The worst relative eigenvalue error against NumPy (PCA's ``reference``)."""
-    errors = flat_metrics(metrics).get(ReferenceKey.EIGENVALUE_REL_ERROR)
-    if isinstance(errors, list) and errors:
-        return float(max(abs(float(e)) for e in errors))
-    return None
-
-
 def summarize(journal: Journal, run_id: str) -> RunSummary:
-    """A run's table from the journal and the metrics pulled back; works on any past run."""
+    """A run's table, read through the report's loader (``orchestrator.report.load``): the
+    journal's rows (the truth for status, machine and times) joined with what each task's
+    files say; works on any past run. A task without ``metrics.json`` (stopped, failed) shows
+    its last recorded epoch's numbers."""
+    from orchestrator.report.load import load_run
+
     run = journal.run(run_id)
     if run is None:
         raise KeyError(run_id)
-    paths = RunPaths(Path(run.runs_dir) / run_id)
+    root = Path(run.runs_dir) / run_id
+    loaded = {t.task_id: t for t in load_run(root, journal).tasks}
     rows = []
-    for t in journal.tasks(run_id):
-        m = read_json(paths.metrics(t.task_id))
-        sps = m.get(MetricsKey.SAMPLES_PER_S)
-        err = m.get(MetricsKey.TEST_ERROR)
+    for row in journal.tasks(run_id):  # the journal's order and rows; the files add numbers
+        t = loaded.get(row.task_id)
         rows.append(
             TaskSummary(
-                task_id=t.task_id,
-                status=t.status,
-                machine=t.machine,
-                wall_s=t.wall_s,
-                samples_per_s=float(sps) if isinstance(sps, int | float) else None,
-                test_error=float(err) if isinstance(err, int | float) else None,
-                eigen_error=_eigen_error(m),
-                detail=t.detail,
+                task_id=row.task_id,
+                status=row.status,
+                machine=row.machine,
+                wall_s=row.wall_s,
+                samples_per_s=t.samples_per_s if t else None,
+                test_error=t.test_error if t else None,
+                eigen_error=t.pca.max_rel_error if t and t.pca else None,
+                detail=row.detail,
             )
         )
-    return RunSummary(run_id, run.status, str(paths.root), tuple(rows))
+    return RunSummary(run_id, run.status, str(root), tuple(rows))

@@ -39,7 +39,10 @@ def _quickstart_run(state: Path, runs: Path) -> list[str]:
             metrics = (
                 {"samples_per_s": 123456.0, "test_error": 0.0213}
                 if trainer == "mnist"
-                else {"reference": {"eigenvalue_rel_error": [1.5e-6, 3.2e-7]}}
+                else {
+                    "eigenvalues": [2.0, 1.0],
+                    "reference": {"eigenvalue_rel_error": [1.5e-6, 3.2e-7]},
+                }
             )
             (runs / RUN / tid).mkdir(parents=True)
             (runs / RUN / tid / "metrics.json").write_text(json.dumps(metrics))
