@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import itertools
+import shutil
 import sys
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -11,7 +14,24 @@ from infra.errors import OrchestrateError
 from infra.provider import LaunchRequest, Machine, MachineRequest
 from infra.transport.local import LocalTransport
 
-FAKE_TRAINERS = Path(__file__).resolve().parent / "data" / "fake_trainers" / "trainers"
+_FAKE_SOURCES = Path(__file__).resolve().parent / "data" / "fake_trainers" / "trainers"
+_REAL_TRAINERS = Path(__file__).resolve().parents[1] / "trainers"
+_REAL_FILES = ("measure.py", "timing.py")  # stdlib-only: shipped as they are, never copied here
+
+
+def _assemble_fake_trainers() -> Path:
+    """The stand-in trainers with the real ``measure.py`` and ``timing.py`` beside them, built
+    once per test process, so the fakes write exactly what the real wrapper and timing log
+    write (issue 15, point 7); removed when the process ends."""
+    root = Path(tempfile.mkdtemp(prefix="orchestrate-fake-trainers-")) / "trainers"
+    shutil.copytree(_FAKE_SOURCES, root, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in _REAL_FILES:
+        shutil.copy2(_REAL_TRAINERS / name, root / name)
+    atexit.register(shutil.rmtree, root.parent, True)
+    return root
+
+
+FAKE_TRAINERS = _assemble_fake_trainers()
 
 
 class FakeProvider:

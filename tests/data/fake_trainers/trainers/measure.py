@@ -1,1 +1,0 @@
-../../../../trainers/measure.py
