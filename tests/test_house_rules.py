@@ -320,3 +320,20 @@ def test_no_class_name_is_defined_twice() -> None:
     twice = {name for name, paths in where.items() if len(paths) > 1}
     assert twice - set(SAME_NAME_FOR_NOW) == set(), {n: where[n] for n in twice}
     assert set(SAME_NAME_FOR_NOW) <= twice, "resolved: drop it from the list"
+
+
+def test_no_orchestrator_module_branches_on_a_provider_name_literal() -> None:
+    """The orchestrator compares provider names only through the registry's configs
+    (``LocalConfig.name``...), and only where a spec is turned into a config; a bare
+    ``== "aws"`` is a branch on provider type creeping back (issue 15, point 2)."""
+    names = {"local", "ssh", "aws"}
+    found = []
+    for _, path in _modules("orchestrator"):
+        if _rel(path) in ("orchestrator/spec.py", "orchestrator/specfile.py"):
+            continue  # the schema and its validation name the providers a file may choose
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Compare):
+                operands = [node.left, *node.comparators]
+                if any(isinstance(o, ast.Constant) and o.value in names for o in operands):
+                    found.append(f"{_rel(path)}:{node.lineno}")
+    assert found == []

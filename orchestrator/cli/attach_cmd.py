@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from infra.registry import LocalConfig
 from orchestrator.cli.run import cmd_run, run_args
 from orchestrator.errors import RunBusy, UnknownRun, UsageError
 from orchestrator.lease import holder
@@ -55,7 +56,7 @@ def cmd_attach(args: argparse.Namespace) -> int:
         runs_dir=Path(row.runs_dir),
         resume=args.run,
         json=args.json,
-        local=row.provider == "local" and exp.provider != "local",  # it ran with --local
+        local=row.provider == LocalConfig.name and exp.provider != LocalConfig.name,  # --local
         data_dir=args.data_dir,
     )
     return cmd_run(resumed)
