@@ -124,11 +124,7 @@ def _finish_task(journal: Journal, run: RunRow, task: TaskRow, reach: _Reach) ->
             seen = transport.poll(job)
             if seen.running:
                 transport.stop(job, grace_s=5.0)
-                on = (
-                    ""
-                    if ref.machine_id.startswith("local:")
-                    else f" on {task.machine}"
-                )
+                on = "" if ref.machine_id.startswith("local:") else f" on {task.machine}"
                 actions.append(f"stopped task {task.task_id}{on} (process group {job.pid})")
             elif task.status == TaskStatus.RUNNING:
                 code = seen.exit_code
