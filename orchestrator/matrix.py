@@ -44,6 +44,7 @@ class Task:
     setup: str | None = None
     outputs: tuple[str, ...] = ()
     timeout_s: float | None = None  # the job's timeout_minutes: the task then ends `timeout`
+    nodes: int = 1  # machines the task needs at once (gang placement); 1 is the usual task
 
     @property
     def is_script(self) -> bool:
@@ -102,6 +103,7 @@ def expand_script_job(job: JobSpec, index: int) -> list[Task]:
                     setup=job.setup,
                     outputs=tuple(job.outputs),
                     timeout_s=_timeout_s(job),
+                    nodes=job.nodes,
                 )
             )
     return tasks
@@ -144,6 +146,7 @@ def expand_job(job: JobSpec, index: int) -> list[Task]:
                 device=values["device"],
                 params=params,
                 timeout_s=_timeout_s(job),
+                nodes=job.nodes,
             )
         )
     return tasks

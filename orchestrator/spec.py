@@ -159,6 +159,8 @@ class JobSpec(_Strict):
     subset: PositiveInt | None = None
     seed: int = 0
     timeout_minutes: PositiveFloat | None = None
+    # Machines one task trains on at once (data-parallel; TensorFlow's MultiWorkerMirrored).
+    nodes: PositiveInt = 1
 
 
 class Experiment(_Strict):

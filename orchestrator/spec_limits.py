@@ -15,6 +15,10 @@ quoting. Each rule gives a located issue; nothing here touches a machine.
      attribute or index access and format specs are refused. A placeholder inside quotes
      (``'{v}'``, ``"{v}"``) is refused too: values are already shell-quoted, and quoting them
      again undoes that.
+  5. ``nodes: N > 1`` (one task on N machines at once) needs a runtime that spans machines:
+     TensorFlow's MultiWorkerMirroredStrategy or the user's own ``run:`` command. PyTensor has
+     none and the PCA trainer is single-process, so those are refused; on ``provider: ssh`` the
+     inventory must hold N hosts that fit the job's device, or the task could never start.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import re
 import string
 from collections.abc import Callable, Iterator
 
+from infra.registry import SshConfig
 from orchestrator.errors import SpecIssue
 from orchestrator.matrix import AXES, expand
 from orchestrator.spec import Experiment, Host, JobSpec
@@ -91,6 +96,36 @@ def limit_issues(exp: Experiment, issue: Issue) -> Iterator[SpecIssue]:
             yield issue(("ssh_cidr",), f"not a CIDR: {exc}", "e.g. 203.0.113.7/32")
     for h, host in enumerate(exp.hosts):
         yield from _host_issues(host, ("hosts", h), issue)
+    for i, job in enumerate(exp.jobs):
+        yield from _nodes_issues(exp, job, ("jobs", i, "nodes"), issue)
+
+
+def _nodes_issues(
+    exp: Experiment, job: JobSpec, loc: tuple[str | int, ...], issue: Issue
+) -> Iterator[SpecIssue]:
+    """Rule 5: a gang that could never run is said at plan, before anything launches."""
+    if job.nodes == 1:
+        return
+    if job.run is None and "theano" in job.framework:
+        yield issue(
+            loc,
+            f"nodes: {job.nodes} with framework 'theano': PyTensor has no multi-worker "
+            "runtime, so a task runs on one machine",
+            "use framework: tensorflow (MultiWorkerMirroredStrategy), or nodes: 1",
+        )
+    if job.trainer == "pca":
+        yield issue(loc, f"nodes: {job.nodes}: the pca trainer runs on one machine", "nodes: 1")
+    if exp.provider == SshConfig.name and exp.hosts:
+        for device in job.device:
+            fit = [h for h in exp.hosts if device == "cpu" or h.gpus > 0]
+            if job.nodes > len(fit):
+                what = "hosts" if device == "cpu" else "hosts with GPUs"
+                yield issue(
+                    loc,
+                    f"nodes: {job.nodes} but the inventory has {len(fit)} {what}: the task "
+                    "needs that many machines at once",
+                    f"add hosts, or nodes: {max(len(fit), 1)}",
+                )
 
 
 def _host_issues(host: Host, loc: tuple[str | int, ...], issue: Issue) -> Iterator[SpecIssue]:

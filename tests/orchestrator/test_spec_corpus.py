@@ -221,6 +221,61 @@ HAND.update(
     }
 )
 
+# Issue 19: one task on N machines at once (gang placement).
+_TWO_HOSTS = [{**SSH_BASE["hosts"][0]}, {**SSH_BASE["hosts"][0], "host": "127.0.0.2"}]
+NODES: dict[str, tuple[str, str]] = {
+    "nodes-0": ("name: x\njobs: [{trainer: mnist, nodes: 0}]\n", "greater than 0"),
+    "nodes-text": ("name: x\njobs: [{trainer: mnist, nodes: two}]\n", "integer"),
+    "nodes-theano": (
+        "name: x\njobs: [{trainer: mnist, framework: [tensorflow, theano], nodes: 2}]\n",
+        "PyTensor has no multi-worker runtime",
+    ),
+    "nodes-pca": ("name: x\njobs: [{trainer: pca, nodes: 2}]\n", "pca trainer runs on one"),
+    "nodes-over-inventory": (
+        dump({**SSH_BASE, "hosts": _TWO_HOSTS, "jobs": [{"trainer": "mnist", "nodes": 3}]}),
+        "the inventory has 2 hosts",
+    ),
+    "nodes-over-gpu-hosts": (
+        dump(
+            {
+                **SSH_BASE,
+                "hosts": [{**_TWO_HOSTS[0], "gpus": 1}, _TWO_HOSTS[1]],
+                "jobs": [{"trainer": "mnist", "device": "gpu", "nodes": 2}],
+            }
+        ),
+        "the inventory has 1 hosts with GPUs",
+    ),
+}
+HAND.update({name: text for name, (text, _) in NODES.items()})
+
+
+@pytest.mark.parametrize("name", sorted(NODES))
+def test_nodes_a_gang_could_never_run_is_refused_at_the_nodes_key(
+    name: str, tmp_path: Path
+) -> None:
+    text, says = NODES[name]
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(text)
+    err = refused(path)
+    assert len(err.issues) == 1, str(err)
+    issue = err.issues[0]
+    assert issue.path == "jobs[0].nodes" and says in issue.message, str(err)
+    line = text.splitlines()[issue.line - 1]
+    assert line[issue.column - 1 :].startswith(("nodes", "0", "two", "2", "3")), (line, issue)
+
+
+def test_nodes_that_fit_are_accepted(tmp_path: Path) -> None:
+    ok = {
+        "local": "name: x\njobs: [{trainer: mnist, nodes: 2}]\n",
+        "script": "name: x\nworkdir: .\njobs: [{run: 'echo', nodes: 4}]\n",
+        "ssh": dump({**SSH_BASE, "hosts": _TWO_HOSTS, "jobs": [{"trainer": "mnist", "nodes": 2}]}),
+    }
+    for name, text in ok.items():
+        path = tmp_path / f"{name}.yaml"
+        path.write_text(text)
+        exp = load_experiment(path)
+        assert exp.jobs[0].nodes in (2, 4)
+
 
 @pytest.mark.parametrize("name", sorted(HAND))
 def test_hand_picked(name: str, tmp_path: Path) -> None:
