@@ -17,7 +17,9 @@ from typing import Any
 import numpy as np
 
 from trainers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from trainers.cluster import Cluster
 from trainers.device import DeviceChoice
+from trainers.errors import BadArgument
 from trainers.mlp import MlpModel, MnistConfig, MnistMetrics, epoch_order, init_params
 from trainers.optim.config import batch_size_for
 from trainers.timing import TimingLog, read_timing
@@ -44,11 +46,20 @@ def fingerprint(cfg: MnistConfig, n_train: int) -> str:
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def build_model(cfg: MnistConfig, device: DeviceChoice, data: Any) -> MlpModel:
-    """The framework's MLP with the seed's initial weights and the data on its device."""
+def build_model(
+    cfg: MnistConfig, device: DeviceChoice, data: Any, cluster: Cluster | None = None
+) -> MlpModel:
+    """The framework's MLP with the seed's initial weights and the data on its device; with a
+    `cluster` of several workers, TensorFlow's multi-worker one (`trainers.tf_workers`)."""
     batch = batch_size_for(cfg.optim.name, cfg.batch_size, len(data.x_train))
     params = init_params(cfg.sizes, cfg.seed)
     args = (cfg.optim, params, data.x_train, data.y_train, data.x_test, data.y_test)
+    if cluster is not None:
+        if cfg.framework != "tensorflow":
+            raise BadArgument(f"{cluster.size} workers need TensorFlow: {cfg.framework} has none")
+        from trainers.tf_workers import TfMlpWorkers
+
+        return TfMlpWorkers(*args, batch_size=batch, cluster=cluster, device=device.used)
     if cfg.framework == "tensorflow":
         from trainers.tf_mlp import TfMlp
 
@@ -64,6 +75,7 @@ def run_training(
     data: Any,
     log: TimingLog,
     stop_signal: Callable[[], int | None] = lambda: None,
+    cluster: Cluster | None = None,
 ) -> dict[str, Any]:
     """Train for ``cfg.epochs`` epochs (fewer when resuming) and return metrics.json's content.
 
@@ -77,13 +89,27 @@ def run_training(
        signal number the run raises `Stopped` with the finished epochs saved and logged. It is
        polled, never raised from a signal handler: an exception thrown into Numba- or
        TensorFlow-compiled code while it runs surfaces as a SystemError, not as itself.
+    5. With a `cluster` of several workers, only the chief (worker 0) reads and writes the
+       checkpoint; every worker then takes the chief's state and epoch count, so all resume
+       from the same epoch with the same weights (`trainers.tf_workers`, rule 3).
     """
+    chief = cluster is None or cluster.is_chief
     n_train = len(data.x_train)
     batch = batch_size_for(cfg.optim.name, cfg.batch_size, n_train)
     key = fingerprint(cfg, n_train)
-    ckpt = load_checkpoint(cfg.checkpoint_dir, key) if cfg.checkpoint_dir else None
-    done = ckpt.epoch if ckpt else 0
+    ckpt = load_checkpoint(cfg.checkpoint_dir, key) if cfg.checkpoint_dir and chief else None
     history: list[dict[str, Any]] = list(ckpt.history) if ckpt else []
+    t0 = time.perf_counter()
+    model = build_model(cfg, device, data, cluster)  # first: it may start the workers' runtime
+    build_s = time.perf_counter() - t0
+    if ckpt is not None:
+        model.set_state(ckpt.params, ckpt.slots, ckpt.t)
+    done = ckpt.epoch if ckpt else 0
+    if cluster is not None:
+        from trainers.tf_workers import TfMlpWorkers
+
+        assert isinstance(model, TfMlpWorkers)
+        done = model.adopt_chief_state(done)
     log.start(
         trainer="mnist",
         framework=cfg.framework,
@@ -96,16 +122,13 @@ def run_training(
         n_train=n_train,
         n_test=len(data.x_test),
         resumed_from_epoch=done,
+        workers=cluster.size if cluster else 1,
+        worker_index=cluster.index if cluster else 0,
     )
-
-    t0 = time.perf_counter()
-    model = build_model(cfg, device, data)
-    build_s = time.perf_counter() - t0
     first_call_s = model.compile()
     compile_s = build_s + first_call_s
     log.compile(compile_s, build_s=build_s, first_call_s=first_call_s)
     if ckpt is not None:
-        model.set_state(ckpt.params, ckpt.slots, ckpt.t)
         _log_missing_epochs(log, history)
 
     for epoch in range(done + 1, cfg.epochs + 1):
@@ -127,7 +150,7 @@ def run_training(
             "eval_s": eval_s,
         }
         history.append(row)
-        if cfg.checkpoint_dir is not None:
+        if cfg.checkpoint_dir is not None and chief:
             params, slots, t = model.get_state()
             save_checkpoint(cfg.checkpoint_dir, Checkpoint(epoch, key, params, slots, t, history))
         log.epoch(
@@ -146,6 +169,7 @@ def run_training(
         )
 
     metrics = _metrics(cfg, device, batch, history, compile_s, done)
+    metrics["workers"] = cluster.size if cluster else 1
     log.end(
         status="ok",
         test_error=metrics["test_error"],

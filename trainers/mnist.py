@@ -105,8 +105,10 @@ def parse_config(argv: Sequence[str]) -> MnistConfig:
 def run(cfg: MnistConfig, stop_signal: Callable[[], int | None] = lambda: None) -> dict[str, Any]:
     """Choose the device, load the data, train, and write the three output files.
 
-    `stop_signal` is polled between epochs (see `trainers.mlp_run.run_training`).
+    `stop_signal` is polled between epochs (see `trainers.mlp_run.run_training`). When
+    ``TF_CONFIG`` names several workers this process is one of them (`trainers.tf_workers`).
     """
+    from trainers.cluster import cluster_from_env
     from trainers.data import load_mnist
     from trainers.device import choose_device
     from trainers.manifest import write_manifest
@@ -114,6 +116,7 @@ def run(cfg: MnistConfig, stop_signal: Callable[[], int | None] = lambda: None) 
     from trainers.timing import TimingLog
 
     started = time.time()
+    cluster = cluster_from_env()
     device = choose_device(cfg.framework, cfg.device, allow_cpu_fallback=cfg.allow_cpu_fallback)
     data = load_mnist(cfg.data_dir, cache_dir=cfg.cache_dir, subset=cfg.subset)
     cfg.out.mkdir(parents=True, exist_ok=True)
@@ -126,12 +129,15 @@ def run(cfg: MnistConfig, stop_signal: Callable[[], int | None] = lambda: None) 
             "device_fallback_reason": device.reason or None,
             "data_source": data.source,
             "optimizer": cfg.optim.__dict__,
+            "workers": cluster.size if cluster else 1,
+            "worker_index": cluster.index if cluster else 0,
+            "worker_hosts": cluster.hosts if cluster else None,
         },
         started_at=started,
     )
     with TimingLog(cfg.out / "timing.jsonl") as log:
         try:
-            metrics = run_training(cfg, device, data, log, stop_signal)
+            metrics = run_training(cfg, device, data, log, stop_signal, cluster)
         except Stopped as stop:
             log.end(status="stopped", signal=str(stop))
             raise
