@@ -138,7 +138,6 @@ class AwsProvider:
 
     @property
     def ec2(self) -> EC2Client:
-        """The EC2 client (injected, or made from the session on first use)."""
         if self._ec2 is None:
             from infra.aws.session import ec2_client
 
@@ -147,7 +146,6 @@ class AwsProvider:
 
     @property
     def ssm(self) -> SSMClient:
-        """The SSM client, for image specs that name a public parameter."""
         if self._ssm is None:
             from infra.aws.session import ssm_client
 
@@ -156,7 +154,6 @@ class AwsProvider:
 
     @property
     def host_keys(self) -> HostKeySource:
-        """Where pinned host keys come from (the console output unless injected)."""
         if self._host_keys is None:
             from infra.aws.hostkeys import ConsoleHostKeys
 
@@ -360,7 +357,6 @@ class AwsProvider:
 
     # ------------------------------------------------------------------ helpers
     def price(self, instance_type: str, spot: bool) -> float:
-        """Hourly USD of ``instance_type`` here (0 without a price source)."""
         if self.prices is None:
             return 0.0
         return self.prices.hourly_usd(instance_type, self.region, spot)
