@@ -22,8 +22,9 @@ from infra.provider import Bootstraps, Machine, Provider
 from infra.transport.base import Transport
 from orchestrator.cost import CostGuard
 from orchestrator.engine_config import EngineConfig
-from orchestrator.engine_tasks import TaskSteps
+from orchestrator.engine_gang import GangSteps
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent
+from orchestrator.gang import Gang
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
 from orchestrator.reattach import Adopted, adoptable, held_machine, stop_stale_setups
@@ -38,7 +39,7 @@ from orchestrator.task_run import (
 __all__ = ["Engine", "EngineConfig"]
 
 
-class Engine(TaskSteps):
+class Engine(GangSteps):
     """Runs one plan to the end; ``request_stop`` may be called from a signal handler."""
 
     def __init__(
@@ -65,6 +66,7 @@ class Engine(TaskSteps):
         self._failed = False
         self._resuming = False
         self._adopted: dict[str, list[tuple[PlannedTask, Adopted]]] = {}  # by machine name
+        self._gangs: dict[str, Gang] = {}  # by task id (orchestrator.gang)
 
     # ------------------------------------------------------------------ control
     def request_stop(self, reason: str) -> None:
@@ -136,6 +138,12 @@ class Engine(TaskSteps):
             initial.append((task.id, machine, status))
             if status == TaskStatus.PENDING and not adopted:
                 self._queue.append(pt)
+        seats = {s.name: max(s.slots, 1) for s in plan.machines}
+        for pt in [p for p in self._queue if p.task.nodes > 1]:
+            have = sum(seats.get(m, 0) for m in pt.machines)
+            if have < pt.task.nodes:  # a gang that could never be whole fails now, not later
+                self._queue.remove(pt)
+                self._fail(run_id, pt.task.id, f"nodes: {pt.task.nodes} but {have} slots fit it")
         self.reporter.event(RunStarted(run_id, str(paths.root), tuple(initial)))
         for tid, _, first in initial:
             if first != TaskStatus.PENDING:
@@ -219,6 +227,17 @@ class Engine(TaskSteps):
             run_id, task_id, status=TaskStatus.FAILED, exit_code=None, wall_s=None, detail=reason
         )
         self.reporter.event(TaskEvent(task_id, TaskStatus.FAILED, reason, trace))
+
+    def _gang_for(self, pt: PlannedTask) -> Gang | None:
+        """The gang a slot may join for ``pt`` (under the lock): its forming one, or a new one
+        when no other gang is forming (gang rule 1); None when it has no seat to give."""
+        gang = self._gangs.get(pt.task.id)
+        if gang is None:
+            if any(not g.full and g.abandoned is None for g in self._gangs.values()):
+                return None
+            deadline = time.monotonic() + self.config.gang_timeout_s
+            gang = self._gangs[pt.task.id] = Gang(pt.task.id, pt.task.nodes, deadline)
+        return None if gang.full or gang.abandoned is not None else gang
 
     # ------------------------------------------------------------------ machines
     def _machine_worker(self, plan: Plan, slot: MachineSlot, paths: RunPaths) -> None:
@@ -307,14 +326,19 @@ class Engine(TaskSteps):
         result = transport.run(["sh", "-c", f"mkdir -p {root} && cd {root} && pwd"])
         return replace(machine, workspace_root=result.stdout.strip())
 
-    def _next_task(self, slot: MachineSlot) -> tuple[PlannedTask, int | None] | None:
-        """The next queued task this machine may run now, with the GPU index it gets; None
-        when no task is left for this machine."""
+    def _next_task(
+        self, slot: MachineSlot
+    ) -> tuple[PlannedTask, int | None, tuple[Gang, int] | None] | None:
+        """The next queued task this machine may run now, with the GPU index it gets and, for
+        a gang task, its seat; None when no task is left for this machine."""
         while not self.stopping:
             with self._lock:
                 waiting = False
                 for i, pt in enumerate(self._queue):
                     if slot.name not in pt.machines:
+                        continue
+                    gang = self._gang_for(pt) if pt.task.nodes > 1 else None
+                    if pt.task.nodes > 1 and gang is None:
                         continue
                     gpu: int | None = None
                     if pt.task.device == "gpu":
@@ -322,7 +346,12 @@ class Engine(TaskSteps):
                             waiting = True  # one GPU task per GPU: wait for one to free up
                             continue
                         gpu = self._free_gpus[slot.name].pop(0)
-                    return self._queue.pop(i), gpu
+                    if gang is None:
+                        return self._queue.pop(i), gpu, None
+                    rank = gang.take_seat()
+                    if gang.full:
+                        self._queue.pop(i)
+                    return pt, gpu, (gang, rank)
                 if not waiting:
                     return None
             time.sleep(0.05)
@@ -342,15 +371,18 @@ class Engine(TaskSteps):
                 mine = self._adopted.get(slot.name)
                 adopted = mine.pop(0) if mine else None
             gpu: int | None = None
+            seat: tuple[Gang, int] | None = None
             if adopted is None:
                 picked = self._next_task(slot)
                 if picked is None:
                     return
-                pt, gpu = picked
+                pt, gpu, seat = picked
             else:
                 pt = adopted[0]
             try:
-                if adopted is None:
+                if seat is not None:
+                    self._run_gang_worker(plan, pt, seat, machine, transport, ws, paths, gpu)
+                elif adopted is None:
                     self._run_task(plan, pt, machine, transport, ws, paths, gpu)
                 else:
                     self._adopt_task(plan, pt, adopted[1], machine, transport, ws, paths)

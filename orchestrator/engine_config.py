@@ -25,6 +25,7 @@ class EngineConfig:
     stop_grace_s: float = 10.0
     poll_max_s: float = _POLL_MAX_S
     task_timeout_s: float | None = None
+    gang_timeout_s: float = 600.0  # how long a ``nodes: N`` task waits for N free slots
     schedule: str | None = None  # the schedule that started this run, for its period budget
     workdir: WorkdirSelection | None = None  # shipped to every machine for ``run:`` jobs
     code_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the trainers' git commit

@@ -12,11 +12,13 @@ from __future__ import annotations
 import shlex
 import threading
 import time
+from collections.abc import Callable
 
 from infra.provider import Machine
 from infra.transport.base import Job, Transport
 from orchestrator.engine_config import EngineConfig
 from orchestrator.events import Reporter, TaskEvent
+from orchestrator.gang import Gang
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import Plan, PlannedTask
 from orchestrator.reattach import Adopted
@@ -56,7 +58,10 @@ class TaskSteps:
         ws: Workspace,
         paths: RunPaths,
         gpu: int | None,
-    ) -> None:
+        gang: tuple[Gang, dict[str, str]] | None = None,
+    ) -> TaskStatus:
+        """Start the task (after its setup), follow it, fetch and record it; with a ``gang``
+        this is its worker 0, given the gang's variables and stopped when another fails."""
         run_id, task = plan.run_id, pt.task
         out, log = ws.out(task.id), ws.log(task.id)
         command = task_command(
@@ -69,6 +74,7 @@ class TaskSteps:
             measured=(self.config.trainers_src / "measure.py").exists(),
         )
         command.env.update(self.config.code_env)
+        command.env.update(gang[1] if gang else {})
         started = f"{log}.started"  # outputs newer than this belong to this task
         transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
         if task.setup:  # journalled like a task's job, so `down` can stop it after a crash
@@ -86,7 +92,8 @@ class TaskSteps:
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
         self.journal.task_started(run_id, task.id, JobRef.of(job, machine), machine=machine.name)
         self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, machine.name))
-        self._see_through(plan, pt, transport, ws, paths, job, t0)
+        also = (lambda: gang[0].failed) if gang else None
+        return self._see_through(plan, pt, transport, ws, paths, job, t0, also_stop=also)
 
     def _adopt_task(
         self,
@@ -123,7 +130,8 @@ class TaskSteps:
         paths: RunPaths,
         job: Job,
         t0: float,
-    ) -> None:
+        also_stop: Callable[[], bool] | None = None,
+    ) -> TaskStatus:
         """Follow a started job to its end, fetch what it wrote, and record its outcome."""
         run_id, task = plan.run_id, pt.task
         out, log = ws.out(task.id), ws.log(task.id)
@@ -135,7 +143,7 @@ class TaskSteps:
             paths.task_log(task.id),
             task.id,
             self.reporter,
-            should_stop=lambda: self.stopping,
+            should_stop=lambda: self.stopping or (also_stop is not None and also_stop()),
             timeout_s=task.timeout_s or self.config.task_timeout_s,
             grace_s=self.config.stop_grace_s,
             poll_max_s=self.config.poll_max_s,
@@ -160,3 +168,4 @@ class TaskSteps:
             run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail
         )
         self.reporter.event(TaskEvent(task.id, status, detail or f"{wall:.1f}s"))
+        return TaskStatus(status)

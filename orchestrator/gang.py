@@ -1,0 +1,116 @@
+"""Gang placement: a task with ``nodes: N`` runs as N workers on N slots at once, or not at all.
+
+Why: data-parallel training (TensorFlow's MultiWorkerMirroredStrategy, or the user's own
+torchrun/Horovod/JAX under ``run:``) needs every worker up together; a worker started alone
+waits forever for the others. The engine's slots pull tasks on their own, so a gang task is
+gathered here from the slots that pick it.
+
+Rules:
+1. One gang forms at a time (two half-formed gangs would hold each other's slots until both
+   time out). A slot that picks a gang task takes the next seat (its rank); the task leaves the
+   queue when the last seat is taken.
+2. Each seated worker finds its reachable address and a free port on its machine, then waits
+   for the others. If the gang is not whole within ``timeout_s`` (or the run stops) it is
+   abandoned: every seat is given up, and the task fails saying so.
+3. Every worker gets ``TF_CONFIG`` (the cluster in rank order, its index) and
+   ``ORCHESTRATE_NODE_RANK`` / ``ORCHESTRATE_NUM_NODES`` / ``ORCHESTRATE_NODE_ADDRS``
+   (``host:port`` in rank order, comma-separated), built-in trainer or own script alike.
+4. The first worker to end badly marks the gang failed; every other worker is then stopped,
+   and the task fails naming that worker. Worker 0's log is the task's log; the other
+   workers' files are kept under the task's ``workers/<rank>/``.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from orchestrator.events import Event
+
+NODE_ENV = ("ORCHESTRATE_NODE_RANK", "ORCHESTRATE_NUM_NODES", "ORCHESTRATE_NODE_ADDRS")
+FREE_PORT = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"
+
+
+def gang_env(addrs: list[str], rank: int) -> dict[str, str]:
+    """The variables worker ``rank`` of the cluster ``addrs`` (``host:port`` each) is given."""
+    tf_config = {"cluster": {"worker": addrs}, "task": {"type": "worker", "index": rank}}
+    return {
+        "TF_CONFIG": json.dumps(tf_config),
+        "ORCHESTRATE_NODE_RANK": str(rank),
+        "ORCHESTRATE_NUM_NODES": str(len(addrs)),
+        "ORCHESTRATE_NODE_ADDRS": ",".join(addrs),
+    }
+
+
+@dataclass
+class Gang:
+    """One gang task's seats, as they are taken and as its workers end (rules 1, 2 and 4)."""
+
+    task_id: str
+    nodes: int
+    deadline: float  # time.monotonic() by which the gang must be whole
+    taken: int = 0
+    addrs: dict[int, str] = field(default_factory=dict)
+    abandoned: str | None = None  # why the gang never ran
+    failure: str | None = None  # the first worker that ended badly, and how
+    ended: int = 0
+    _cond: threading.Condition = field(default_factory=threading.Condition)
+
+    @property
+    def full(self) -> bool:
+        """Whether every seat is taken (the task then leaves the queue)."""
+        return self.taken >= self.nodes
+
+    def take_seat(self) -> int:
+        """Rank of the seat taken; call under the engine's queue lock, while not full."""
+        self.taken += 1
+        return self.taken - 1
+
+    def wait_whole(self, rank: int, addr: str, should_stop: Callable[[], bool]) -> list[str]:
+        """Give this worker's address; the cluster in rank order once all are in, else []
+        when the gang is abandoned (time out or stop)."""
+        with self._cond:
+            self.addrs[rank] = addr
+            self._cond.notify_all()
+            while self.abandoned is None and len(self.addrs) < self.nodes:
+                if should_stop():
+                    self.abandoned = "the run stopped before the gang was whole"
+                elif time.monotonic() > self.deadline:
+                    self.abandoned = (
+                        f"only {len(self.addrs)} of {self.nodes} nodes came free in time"
+                    )
+                else:
+                    self._cond.wait(timeout=0.1)
+            self._cond.notify_all()
+            if self.abandoned is not None:
+                return []
+            return [self.addrs[r] for r in range(self.nodes)]
+
+    def worker_ended(self, rank: int, ok: bool, how: str) -> None:
+        """Rule 4: the first bad ending fails the gang, which stops the others."""
+        with self._cond:
+            self.ended += 1
+            if not ok and self.failure is None:
+                self.failure = f"worker {rank} {how}"
+            self._cond.notify_all()
+
+    def wait_ended(self) -> None:
+        """Until every worker has ended (worker 0 records the task only then)."""
+        with self._cond:
+            while self.ended < len(self.addrs):
+                self._cond.wait(timeout=0.1)
+
+    @property
+    def failed(self) -> bool:
+        """Whether some worker ended badly (the others are to be stopped)."""
+        return self.failure is not None
+
+
+class Quiet:
+    """A reporter for workers other than 0: their output is kept in files, not shown."""
+
+    def event(self, e: Event) -> None:
+        """Drop the event: worker 0 speaks for the task."""
