@@ -13,7 +13,7 @@ from dataclasses import replace
 from infra.provider import Machine
 from infra.transport.base import Transport
 from orchestrator.engine_tasks import TaskSteps
-from orchestrator.gang import FREE_PORT, Gang, Quiet, gang_env
+from orchestrator.gang import WHERE, Gang, Quiet, gang_env
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import Plan, PlannedTask
 from orchestrator.state import JobRef, TaskStatus
@@ -40,9 +40,10 @@ class GangSteps(TaskSteps):
         """Gang rules 2-4 for the worker of rank ``seat[1]`` on ``machine``."""
         gang, rank = seat
         run_id, task = plan.run_id, pt.task
-        # The address the other workers dial: the one we reach it at (this machine: loopback).
-        host = machine.address.host if machine.address is not None else "127.0.0.1"
-        port = transport.run([machine.python, "-c", FREE_PORT]).stdout.strip()
+        # The address the other workers dial (gang rule 2); this machine's workers: loopback.
+        host, port = transport.run([machine.python, "-c", WHERE]).stdout.split()[-2:]
+        if machine.address is None:
+            host = "127.0.0.1"
         addrs = gang.wait_whole(rank, f"{host}:{port}", lambda: self.stopping)
         if not addrs:
             if rank == 0:

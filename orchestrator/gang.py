@@ -9,9 +9,10 @@ Rules:
 1. One gang forms at a time (two half-formed gangs would hold each other's slots until both
    time out). A slot that picks a gang task takes the next seat (its rank); the task leaves the
    queue when the last seat is taken.
-2. Each seated worker finds its reachable address and a free port on its machine, then waits
-   for the others. If the gang is not whole within ``timeout_s`` (or the run stops) it is
-   abandoned: every seat is given up, and the task fails saying so.
+2. Each seated worker finds its machine's own address (loopback on the local machine) and a
+   free port there (``WHERE``), then waits for the others. If the gang is not whole within
+   ``timeout_s`` (or the run stops) it is abandoned: every seat is given up, and the task
+   fails saying so.
 3. Every worker gets ``TF_CONFIG`` (the cluster in rank order, its index) and
    ``ORCHESTRATE_NODE_RANK`` / ``ORCHESTRATE_NUM_NODES`` / ``ORCHESTRATE_NODE_ADDRS``
    (``host:port`` in rank order, comma-separated), built-in trainer or own script alike.
@@ -31,7 +32,20 @@ from dataclasses import dataclass, field
 from orchestrator.events import Event
 
 NODE_ENV = ("ORCHESTRATE_NODE_RANK", "ORCHESTRATE_NUM_NODES", "ORCHESTRATE_NODE_ADDRS")
-FREE_PORT = "import socket; s = socket.socket(); s.bind(('', 0)); print(s.getsockname()[1])"
+# Run on a worker's machine: its address on its own network and a free port. The address is
+# the one the route to a private address leaves from (nothing is sent: UDP connect only picks
+# the route): on AWS the private IP, which the run's security group lets members reach; the SSH
+# address may be a public IP, a bastion's forward or a name only the orchestrator knows.
+WHERE = """
+import socket
+s = socket.socket(); s.bind(("", 0)); port = s.getsockname()[1]
+u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    u.connect(("10.255.255.255", 1)); ip = u.getsockname()[0]
+except OSError:
+    ip = "127.0.0.1"
+print(ip, port)
+"""
 
 
 def gang_env(addrs: list[str], rank: int) -> dict[str, str]:
