@@ -99,16 +99,6 @@ def _address(raw: dict[str, Any]) -> Address:
     return Address(**raw, jump=_address(jump) if jump else None)
 
 
-class _SpotPrices:
-    """The catalog as the AWS provider's positional lookup; a type it lacks reads as 0."""
-
-    def __init__(self, prices: PriceSource) -> None:
-        self.prices = prices
-
-    def hourly_usd(self, instance_type: str, region: str, spot: bool) -> float:
-        return self.prices.hourly_usd(instance_type, region, spot=spot) or 0.0
-
-
 def open_provider(config: ProviderConfig, *, prices: PriceSource | None = None) -> Provider:
     """The provider ``config`` describes; ``prices`` fill what a launch would cost."""
     if isinstance(config, LocalConfig):
@@ -135,5 +125,5 @@ def open_provider(config: ProviderConfig, *, prices: PriceSource | None = None) 
         vpc_id=config.vpc_id,
         use_private_ip=config.use_private_ip,
         ssh_proxy=config.ssh_proxy,
-        prices=_SpotPrices(prices) if prices is not None else None,
+        prices=prices,
     )

@@ -44,12 +44,6 @@ class Waits:
     not_found: Backoff = field(default_factory=Backoff)
 
 
-class PriceLookup(Protocol):
-    """The slice of the orchestrator's ``PriceSource`` this provider uses."""
-
-    def hourly_usd(self, instance_type: str, region: str, spot: bool) -> float: ...
-
-
 def default_owner() -> str:
     """The ``orchestrate:owner`` of whoever launches (``infra.tags.current_owner``)."""
     return current_owner()

@@ -27,7 +27,6 @@ from infra.aws import launch as launching
 from infra.aws import launch_plan, ready
 from infra.aws.consistency import INSTANCE_NOT_YET, code_of, until_visible
 from infra.aws.context import (
-    PriceLookup,
     TransportFactory,
     Waits,
     default_owner,
@@ -50,6 +49,7 @@ from infra.aws.requests import (
 )
 from infra.clock import Clock, SystemClock
 from infra.errors import ProviderError
+from infra.prices import PriceSource
 from infra.provider import Address, ApiCall, LaunchRequest, Machine, MachineRequest
 from infra.transport.base import Transport
 
@@ -88,7 +88,7 @@ class AwsProvider:
         clock: Clock | None = None,
         sleep: Callable[[float], None] = time.sleep,
         transport_factory: TransportFactory | None = None,
-        prices: PriceLookup | None = None,
+        prices: PriceSource | None = None,
         waits: Waits | None = None,
     ) -> None:
         self._session = session
@@ -359,7 +359,7 @@ class AwsProvider:
     def price(self, instance_type: str, spot: bool) -> float:
         if self.prices is None:
             return 0.0
-        return self.prices.hourly_usd(instance_type, self.region, spot)
+        return self.prices.hourly_usd(instance_type, self.region, spot=spot) or 0.0
 
     def render_user_data(self, req: MachineRequest, host_key: HostKey | None) -> str:
         """The cloud-config for one machine of ``req`` (deadline timer, pinned host key)."""
