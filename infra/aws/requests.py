@@ -133,6 +133,23 @@ def ssh_ingress(cidr: str | None, *, allow_open_ssh: bool = False) -> list[dict[
     return [permission]
 
 
+# Where a worker's free port falls: Linux's default ephemeral range (ip_local_port_range), from
+# which the gang's bind(("", 0)) picks (orchestrator.gang.WHERE).
+WORKER_PORTS = (32768, 60999)
+
+
+def worker_ingress(group_id: str) -> list[dict[str, Any]]:
+    """``IpPermissions`` opening the workers' port range to members of ``group_id`` only.
+
+    Why: the workers of a ``nodes: N`` task (TensorFlow's gRPC collectives, or the user's own
+    torchrun/Horovod) dial each other on free ports. The source is the run's own security
+    group, never a CIDR: only the run's machines, at their private addresses, get in.
+    """
+    low, high = WORKER_PORTS
+    pair = {"GroupId": group_id, "Description": "orchestrate: workers of one run's tasks"}
+    return [{"IpProtocol": "tcp", "FromPort": low, "ToPort": high, "UserIdGroupPairs": [pair]}]
+
+
 def client_token(token: str, instance_type: str, zone: str | None, market: str) -> str:
     """An EC2 ``ClientToken`` unique to (acquire token, candidate).
 

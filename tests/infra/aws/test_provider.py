@@ -212,3 +212,24 @@ def test_teardown_leaves_nothing(provider: AwsProvider, ec2: Any) -> None:
     assert not Path(a.address.key_path or "").exists()  # type: ignore[union-attr]
     again = provider.teardown_run("run-1")  # nothing left to do: it only reports final states
     assert again.ok and {(i.kind, i.state) for i in again.items} == {("instance", "terminated")}
+
+
+def test_workers_reach_each_other_only_from_the_runs_own_group(
+    provider: AwsProvider, ec2: Any
+) -> None:
+    """Issue 19: a nodes: N task's workers dial each other on free ports; the rule's source is
+    the run's security group itself, never an address range."""
+    inst = provider.acquire(provider.prepare(machine_request()), token="t")
+    groups = [
+        g["GroupId"]
+        for i in _instances(ec2)
+        for g in i["NetworkInterfaces"][0]["Groups"]
+        if i["InstanceId"] == inst.id
+    ]
+    (sg,) = ec2.describe_security_groups(GroupIds=groups)["SecurityGroups"]
+    (rule,) = [p for p in sg["IpPermissions"] if p.get("UserIdGroupPairs")]
+    assert (rule["IpProtocol"], rule["FromPort"], rule["ToPort"]) == ("tcp", 32768, 60999)
+    assert [p["GroupId"] for p in rule["UserIdGroupPairs"]] == [sg["GroupId"]]
+    assert rule.get("IpRanges", []) == [] and rule.get("Ipv6Ranges", []) == []
+    ssh = [p for p in sg["IpPermissions"] if p.get("FromPort") == 22]
+    assert ssh and not any(p.get("UserIdGroupPairs") for p in ssh)  # SSH stays CIDR-only
