@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 
 from orchestrator.events import Event
 
-NODE_ENV = ("ORCHESTRATE_NODE_RANK", "ORCHESTRATE_NUM_NODES", "ORCHESTRATE_NODE_ADDRS")
 # Run on a worker's machine: its address on its own network and a free port. The address is
 # the one the route to a private address leaves from (nothing is sent: UDP connect only picks
 # the route): on AWS the private IP, which the run's security group lets members reach; the SSH
