@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -204,9 +204,28 @@ def _aws(
         )
         reason = "" if gpus else f"machine class {name} ({mc.instance_type}) has no GPU"
         offers.append(MachineOffer(req, slots=1, gpus=gpus, gpu_reason=reason))
+        for k in range(2, _gang_width(exp, name) + 1):  # a nodes: N gang needs N instances
+            replica = f"{name}-{k}"
+            tags = machine_tags(run_id, replica, deadline)
+            offers.append(
+                MachineOffer(
+                    replace(req, name=replica, tags=tags),
+                    slots=1,
+                    gpus=gpus,
+                    gpu_reason=reason,
+                    machine_class=name,
+                )
+            )
     if issues:
         raise SpecError(issues)
     return ProviderSetup(config, provider, offers)
+
+
+def _gang_width(exp: Experiment, name: str) -> int:
+    """How many instances of machine class ``name`` the widest gang placed there needs: with
+    ``placement: by-device`` the classes ``cpu``/``gpu`` take only their device's jobs."""
+    by_device = exp.placement == "by-device" and name in ("cpu", "gpu")
+    return max((j.nodes for j in exp.jobs if not by_device or name in j.device), default=1)
 
 
 class OfflinePlanning:

@@ -110,6 +110,7 @@ class MachineOffer:
     slots: int
     gpus: int
     gpu_reason: str = ""
+    machine_class: str = ""  # a replica's class (``cpu`` for ``cpu-2``); "" = its own name
 
 
 def make_plan(
@@ -132,20 +133,27 @@ def make_plan(
       3. ``same-machine`` puts every task on the GPU machine(s) (cpu runs with GPUs hidden).
       4. Forecast = hourly price x expected hours per machine; over ``budget.max_usd`` raises
          ``BudgetError`` before anything exists.
+      5. A class offered as several replicas (a ``nodes: N`` gang needs N machines at once,
+         ``orchestrator.offers``) places like the class; a gang task keeps N of its machines
+         busy for its whole estimate.
     """
     tasks = expand(exp)
     by_name = {o.request.name: o for o in offers}
+
+    def of_class(name: str) -> list[str]:
+        return [o.request.name for o in offers if (o.machine_class or o.request.name) == name]
+
     gpu_names = [o.request.name for o in offers if o.gpus > 0]
     planned: list[PlannedTask] = []
     for task in tasks:
         if task.device == "gpu":
             eligible = gpu_names
             if exp.placement == "by-device" and "gpu" in by_name:
-                eligible = ["gpu"] if by_name["gpu"].gpus > 0 else []
+                eligible = of_class("gpu") if by_name["gpu"].gpus > 0 else []
         elif exp.placement == "same-machine" and gpu_names:
             eligible = gpu_names
         elif exp.placement == "by-device" and "cpu" in by_name:
-            eligible = ["cpu"]
+            eligible = of_class("cpu")
         else:
             eligible = [o.request.name for o in offers]
         reason = None
@@ -163,7 +171,8 @@ def make_plan(
     seconds: dict[str, float] = {o.request.name: 0.0 for o in offers}
     for pt in planned:
         if pt.skip_reason is None and pt.estimate_s is not None:
-            share = pt.estimate_s / len(pt.machines)
+            busy = min(max(pt.task.nodes, 1), len(pt.machines))  # rule 5
+            share = pt.estimate_s * busy / len(pt.machines)
             for name in pt.machines:
                 seconds[name] += share / max(by_name[name].slots, 1)
     used = {name for pt in planned if pt.skip_reason is None for name in pt.machines}
