@@ -24,7 +24,10 @@ def main(trainer: str) -> int:
     if args.device == "gpu" and not os.environ.get("CUDA_VISIBLE_DEVICES"):
         print("error: --device gpu asked for but no GPU is usable", file=sys.stderr)
         return 3
-    if task and task in os.environ.get("FAKE_FAIL_TASKS", "").split(","):
+    # A gang's worker (ORCHESTRATE_NODE_RANK) fails alone when planted as ``task@rank``.
+    rank = os.environ.get("ORCHESTRATE_NODE_RANK")
+    planted = os.environ.get("FAKE_FAIL_TASKS", "").split(",")
+    if task and (task in planted or (rank is not None and f"{task}@{rank}" in planted)):
         print("error: planted failure", file=sys.stderr)
         return 1
     epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0"))
@@ -54,5 +57,6 @@ def main(trainer: str) -> int:
         log.write(json.dumps({"event": "end", "t": time.time()}) + "\n")
     metrics = {"trainer": trainer, "test_error": 0.1 / args.epochs, "samples_per_s": 1000.0}
     (out / "metrics.json").write_text(json.dumps(metrics))
-    (out / "manifest.json").write_text(json.dumps({"device_used": args.device, "pid": os.getpid()}))
+    manifest = {"device_used": args.device, "pid": os.getpid(), "node_rank": rank}
+    (out / "manifest.json").write_text(json.dumps(manifest))
     return 0
