@@ -92,6 +92,7 @@ class Plan:
                     "device": t.task.device,
                     "params": dict(t.task.params),
                     "machines": list(t.machines),
+                    "nodes": t.task.nodes,  # > 1: that many of the machines at once
                     "status": "skipped" if t.skip_reason else "planned",
                     "skip_reason": t.skip_reason,
                     "estimate_s": t.estimate_s,

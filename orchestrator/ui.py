@@ -175,6 +175,8 @@ def render_plan(plan: Plan, console: Console) -> None:
         status = f"skipped: {pt.skip_reason}" if pt.skip_reason else "will run"
         est = f"{pt.estimate_s / 60:.1f} min ({pt.estimate_basis})" if pt.estimate_s else "-"
         machines = ", ".join(pt.machines) if pt.machines else "-"
+        if pt.task.nodes > 1:  # a gang: that many of these at once (orchestrator.gang)
+            machines = f"{pt.task.nodes} nodes at once of: {machines}"
         table.add_row(
             pt.task.id, machines, pt.task.device, status, est if not pt.skip_reason else "-"
         )

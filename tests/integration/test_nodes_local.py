@@ -64,6 +64,17 @@ def test_two_local_workers_train_one_task(tmp_path: Path) -> None:
     assert json.loads((run / "summary.json").read_text())["counts"] == {"done": 1}
 
 
+def test_plan_shows_a_gang_and_its_width(tmp_path: Path) -> None:
+    _spec(tmp_path)
+    env = _env(tmp_path)
+    text = orchestrate(["plan", "exp.yaml"], env, tmp_path, timeout=120)
+    assert text.returncode == 0, text.stderr
+    assert "2 nodes at once of: local" in text.stdout
+    as_json = orchestrate(["plan", "exp.yaml", "--json"], env, tmp_path, timeout=120)
+    (task,) = json.loads(as_json.stdout)["tasks"]
+    assert task["nodes"] == 2 and task["machines"] == ["local"]
+
+
 def test_a_gang_wider_than_the_slots_fails_at_once(tmp_path: Path) -> None:
     _spec(tmp_path, nodes=3)
     proc = orchestrate(["run", "exp.yaml"], _env(tmp_path, slots=2), tmp_path, timeout=120)
