@@ -37,21 +37,24 @@ class GangSteps(TaskSteps):
         paths: RunPaths,
         gpu: int | None,
     ) -> None:
-        """Gang rules 2-4 for the worker of rank ``seat[1]`` on ``machine``."""
-        gang, rank = seat
+        """Gang rules 2-4 for the worker in ``seat`` (gang, seat number) on ``machine``."""
+        gang, seat_no = seat
         run_id, task = plan.run_id, pt.task
         # The address the other workers dial (gang rule 2); this machine's workers: loopback.
         host, port = transport.run([machine.python, "-c", WHERE]).stdout.split()[-2:]
         if machine.address is None:
             host = "127.0.0.1"
-        addrs = gang.wait_whole(rank, f"{host}:{port}", lambda: self.stopping)
-        if not addrs:
-            if rank == 0:
+        whole = gang.wait_whole(
+            seat_no, f"{host}:{port}", lambda: self.stopping, place=machine.name
+        )
+        if whole is None:
+            if seat_no == 0:  # the first seat speaks for an abandoned gang
                 with self._lock:
                     if pt in self._queue:
                         self._queue.remove(pt)
                 self._fail(run_id, task.id, f"gang of {task.nodes}: {gang.abandoned}")
             return
+        rank, addrs = whole
         env = gang_env(addrs, rank)
         if rank == 0:
             try:
@@ -66,7 +69,9 @@ class GangSteps(TaskSteps):
                 self._fail(run_id, task.id, f"gang of {task.nodes}: {gang.failure}")
             return
         try:
-            ok, how = self._other_worker(plan, pt, seat, env, machine, transport, ws, paths, gpu)
+            ok, how = self._other_worker(
+                plan, pt, (gang, rank), env, machine, transport, ws, paths, gpu
+            )
         except BaseException:
             gang.worker_ended(rank, False, "could not be started or followed")
             raise

@@ -8,7 +8,8 @@ gathered here from the slots that pick it.
 Rules:
 1. One gang forms at a time (two half-formed gangs would hold each other's slots until both
    time out). A slot that picks a gang task takes the next seat (its rank); the task leaves the
-   queue when the last seat is taken.
+   queue when the last seat is taken. Ranks are given when the gang is whole, in machine-name
+   order, so worker 0 (the chief, whose checkpoint a resume reads) keeps its machine.
 2. Each seated worker finds its machine's own address (loopback on the local machine) and a
    free port there (``WHERE``), then waits for the others. If the gang is not whole within
    ``timeout_s`` (or the run stops) it is abandoned: every seat is given up, and the task
@@ -66,7 +67,8 @@ class Gang:
     nodes: int
     deadline: float  # time.monotonic() by which the gang must be whole
     taken: int = 0
-    addrs: dict[int, str] = field(default_factory=dict)
+    addrs: dict[int, str] = field(default_factory=dict)  # by seat
+    places: dict[int, str] = field(default_factory=dict)  # by seat: the machine's name
     abandoned: str | None = None  # why the gang never ran
     failure: str | None = None  # the first worker that ended badly, and how
     ended: int = 0
@@ -78,15 +80,23 @@ class Gang:
         return self.taken >= self.nodes
 
     def take_seat(self) -> int:
-        """Rank of the seat taken; call under the engine's queue lock, while not full."""
+        """The seat taken (0, 1, ...); call under the engine's queue lock, while not full."""
         self.taken += 1
         return self.taken - 1
 
-    def wait_whole(self, rank: int, addr: str, should_stop: Callable[[], bool]) -> list[str]:
-        """Give this worker's address; the cluster in rank order once all are in, else []
-        when the gang is abandoned (time out or stop)."""
+    def wait_whole(
+        self, seat: int, addr: str, should_stop: Callable[[], bool], *, place: str = ""
+    ) -> tuple[int, list[str]] | None:
+        """Give this seat's worker address; once all are in, its rank and the cluster in rank
+        order, else None when the gang is abandoned (time out or stop).
+
+        Ranks follow ``place`` (the machine's name), then the seat: the chief (rank 0), whose
+        checkpoint a resumed run reads, lands on the same machine every attempt, whichever
+        slot happened to pick the task first.
+        """
         with self._cond:
-            self.addrs[rank] = addr
+            self.addrs[seat] = addr
+            self.places[seat] = place
             self._cond.notify_all()
             while self.abandoned is None and len(self.addrs) < self.nodes:
                 if should_stop():
@@ -99,8 +109,9 @@ class Gang:
                     self._cond.wait(timeout=0.1)
             self._cond.notify_all()
             if self.abandoned is not None:
-                return []
-            return [self.addrs[r] for r in range(self.nodes)]
+                return None
+            order = sorted(self.addrs, key=lambda s: (self.places[s], s))
+            return order.index(seat), [self.addrs[s] for s in order]
 
     def worker_ended(self, rank: int, ok: bool, how: str) -> None:
         """Rule 4: the first bad ending fails the gang, which stops the others."""

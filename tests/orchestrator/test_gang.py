@@ -21,29 +21,47 @@ def test_each_worker_gets_the_cluster_in_rank_order_and_its_own_index() -> None:
     assert env["ORCHESTRATE_NODE_ADDRS"] == ",".join(addrs)
 
 
-def test_workers_wait_until_the_gang_is_whole_and_all_see_the_same_cluster() -> None:
-    gang = Gang("t", 2, deadline=time.monotonic() + 30)
-    ranks = [gang.take_seat(), gang.take_seat()]
-    assert ranks == [0, 1] and gang.full
-    seen: dict[int, list[str]] = {}
+def _meet(gang: Gang, places: dict[int, str]) -> dict[int, tuple[int, list[str]] | None]:
+    """Every seat's worker in its own thread, the later seats arriving first."""
+    seen: dict[int, tuple[int, list[str]] | None] = {}
 
-    def worker(rank: int, delay: float) -> None:
-        time.sleep(delay)
-        seen[rank] = gang.wait_whole(rank, f"h{rank}:{100 + rank}", lambda: False)
+    def worker(seat: int) -> None:
+        time.sleep(0.2 * (len(places) - seat))
+        seen[seat] = gang.wait_whole(
+            seat, f"h{seat}:{100 + seat}", lambda: False, place=places[seat]
+        )
 
-    threads = [threading.Thread(target=worker, args=(r, 0.3 * (1 - r))) for r in ranks]
+    threads = [threading.Thread(target=worker, args=(s,)) for s in places]
     for t in threads:
         t.start()
     for t in threads:
         t.join(timeout=10)
-    assert seen == {0: ["h0:100", "h1:101"], 1: ["h0:100", "h1:101"]}
+    return seen
+
+
+def test_workers_wait_until_the_gang_is_whole_and_all_see_the_same_cluster() -> None:
+    gang = Gang("t", 2, deadline=time.monotonic() + 30)
+    seats = [gang.take_seat(), gang.take_seat()]
+    assert seats == [0, 1] and gang.full
+    seen = _meet(gang, {0: "box0", 1: "box1"})
+    assert seen == {0: (0, ["h0:100", "h1:101"]), 1: (1, ["h0:100", "h1:101"])}
+
+
+def test_ranks_follow_the_machines_not_which_slot_came_first() -> None:
+    """The chief must land on the same machine every attempt: its checkpoint lives there."""
+    gang = Gang("t", 3, deadline=time.monotonic() + 30)
+    for _ in range(3):
+        gang.take_seat()
+    seen = _meet(gang, {0: "box2", 1: "box0", 2: "box1"})
+    cluster = ["h1:101", "h2:102", "h0:100"]
+    assert seen == {0: (2, cluster), 1: (0, cluster), 2: (1, cluster)}
 
 
 def test_a_gang_not_whole_by_its_deadline_is_abandoned() -> None:
     gang = Gang("t", 3, deadline=time.monotonic() + 0.3)
     gang.take_seat()
     t0 = time.monotonic()
-    assert gang.wait_whole(0, "h0:1", lambda: False) == []
+    assert gang.wait_whole(0, "h0:1", lambda: False) is None
     assert 0.25 < time.monotonic() - t0 < 5
     assert gang.abandoned == "only 1 of 3 nodes came free in time"
 
@@ -51,7 +69,7 @@ def test_a_gang_not_whole_by_its_deadline_is_abandoned() -> None:
 def test_a_stopping_run_abandons_a_forming_gang() -> None:
     gang = Gang("t", 2, deadline=time.monotonic() + 60)
     gang.take_seat()
-    assert gang.wait_whole(0, "h0:1", lambda: True) == []
+    assert gang.wait_whole(0, "h0:1", lambda: True) is None
     assert gang.abandoned is not None and "stopped" in gang.abandoned
 
 
