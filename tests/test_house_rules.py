@@ -201,9 +201,7 @@ def public_functions_without_docstring(path: Path) -> list[str]:
 
 # Modules that still lack docstrings on public functions, and how many; a module may only go
 # down. Issue 15 asks for all of them; the last ones are in the AWS provider (issue 13).
-DOCSTRINGS_MISSING_FOR_NOW: dict[str, int] = {
-    "infra/aws/provider.py": 4,  # at 398 lines: docstrings wait for its split (issue 13)
-}
+DOCSTRINGS_MISSING_FOR_NOW: dict[str, int] = {}
 
 
 def test_public_functions_in_orchestrator_and_infra_have_docstrings() -> None:
@@ -233,8 +231,6 @@ def test_the_docstring_check_can_fail(tmp_path: Path) -> None:
 # Public and used by nothing in the four packages, on purpose.
 UNUSED_ON_PURPOSE = {
     ("orchestrator/events.py", "RecordingReporter"): "a test double shipped with the library",
-    ("infra/aws/bake.py", "ComputeWithImages.find_image"): "issue 13 (AWS): wire it or drop it",
-    ("infra/aws/provider.py", "AwsProvider.find_image"): "issue 13 (AWS): wire it or drop it",
 }
 
 

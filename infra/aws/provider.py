@@ -138,6 +138,7 @@ class AwsProvider:
 
     @property
     def ec2(self) -> EC2Client:
+        """The EC2 client, made on first use (plan never needs credentials)."""
         if self._ec2 is None:
             from infra.aws.session import ec2_client
 
@@ -146,6 +147,7 @@ class AwsProvider:
 
     @property
     def ssm(self) -> SSMClient:
+        """The SSM client, for the specs' public image parameters; made on first use."""
         if self._ssm is None:
             from infra.aws.session import ssm_client
 
@@ -154,6 +156,7 @@ class AwsProvider:
 
     @property
     def host_keys(self) -> HostKeySource:
+        """Where host keys come from when none was injected: the console output."""
         if self._host_keys is None:
             from infra.aws.hostkeys import ConsoleHostKeys
 
@@ -175,9 +178,7 @@ class AwsProvider:
             return self._images[spec]
         ref: ImageRef | None = None
         if self.prefer_baked and spec.ami_id is None:
-            from infra.aws.bake import find_baked
-
-            ref = find_baked(self.ec2, spec, region=self.region)
+            ref = self.find_image(spec)
         if ref is None:
             try:
                 with aws_errors(region=self.region):
@@ -357,6 +358,7 @@ class AwsProvider:
 
     # ------------------------------------------------------------------ helpers
     def price(self, instance_type: str, spot: bool) -> float:
+        """Hourly USD from the catalog; 0 only where no catalog was given (tests)."""
         if self.prices is None:
             return 0.0
         return self.prices.hourly_usd(instance_type, self.region, spot=spot) or 0.0
