@@ -121,7 +121,7 @@ class Engine(GangSteps):
             held = adopt.get(task.id)
             adopted = (
                 status == TaskStatus.PENDING and held is not None and held.machine in pt.machines
-            )
+            ) and pt.task.nodes == 1  # half a gang cannot be followed: it runs again (gang.py)
             if adopted and held is not None:
                 machine = held.machine
                 self._adopted.setdefault(machine, []).append((pt, held))

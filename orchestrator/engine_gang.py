@@ -121,6 +121,7 @@ class GangSteps(TaskSteps):
         local = paths.task_dir(task.id) / "workers" / str(rank)
         local.mkdir(parents=True, exist_ok=True)
         job = transport.start(command.argv, env=command.env, log=ws.log(mine.id), cwd=command.cwd)
+        self.journal.worker_started(plan.run_id, JobRef.of(job, machine))  # `down` stops it
         exit_code, stopped, timed_out = follow(
             transport,
             job,

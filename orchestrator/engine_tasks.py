@@ -91,6 +91,8 @@ class TaskSteps:
         t0 = time.monotonic()
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
         self.journal.task_started(run_id, task.id, JobRef.of(job, machine), machine=machine.name)
+        if gang:  # a resume stops a gang's every worker and runs it again (orchestrator.gang)
+            self.journal.worker_started(run_id, JobRef.of(job, machine))
         self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, machine.name))
         also = (lambda: gang[0].failed) if gang else None
         return self._see_through(plan, pt, transport, ws, paths, job, t0, also_stop=also)

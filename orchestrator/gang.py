@@ -20,6 +20,9 @@ Rules:
 4. The first worker to end badly marks the gang failed; every other worker is then stopped,
    and the task fails naming that worker. Worker 0's log is the task's log; the other
    workers' files are kept under the task's ``workers/<rank>/``.
+5. Every worker's job is journalled (``Journal.worker_started``): ``down`` after a crash stops
+   them all, and a resumed run stops what is left of the gang and runs it again from the
+   chief's checkpoint rather than follow half of it.
 """
 
 from __future__ import annotations

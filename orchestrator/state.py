@@ -373,11 +373,17 @@ class Journal:
         """Journal a started ``setup:`` command, so ``down``/``attach`` can stop it."""
         self.event(run_id, "setup", json.loads(job.to_json()))
 
+    def worker_started(self, run_id: str, job: JobRef) -> None:
+        """Journal a gang's worker (``orchestrator.gang``): ``down`` and a resume stop it."""
+        self.event(run_id, "worker", json.loads(job.to_json()))
+
     def setup_jobs(self, run_id: str) -> list[JobRef]:
-        """Every ``setup:`` command the run started, oldest first."""
+        """Every ``setup:`` command and gang worker the run started, oldest first."""
         with self._tx() as db:
             rows = db.execute(
-                "SELECT payload FROM events WHERE run_id=? AND kind='setup' ORDER BY id", (run_id,)
+                "SELECT payload FROM events WHERE run_id=? AND kind IN ('setup', 'worker') "
+                "ORDER BY id",
+                (run_id,),
             ).fetchall()
         return [JobRef.from_json(payload) for (payload,) in rows]
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -13,9 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli import orchestrate
+from tests.cli import orchestrate, start_and_wait
+from tests.fakes import FAKE_TRAINERS
 from tests.mnist_data import MNIST_DIR, needs_mnist
-from tests.procs import alive
+from tests.procs import alive, live_group_members
 from trainers.timing import read_timing
 
 TASK = "mnist-tensorflow-momentum-cpu"
@@ -143,3 +145,49 @@ def test_a_worker_killed_mid_run_fails_the_task_everywhere_and_resume_completes(
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     starts = [r for r in read_timing(run / TASK / "timing.jsonl") if r["event"] == "start"]
     assert starts[-1]["resumed_from_epoch"] >= done and starts[-1]["workers"] == 2
+
+
+def _gang_pids(tmp_path: Path) -> list[int]:
+    """The process groups of every gang worker the journal holds (setsid: pid = pgid)."""
+    db = sqlite3.connect(tmp_path / "state" / "journal.sqlite")
+    rows = db.execute("SELECT payload FROM events WHERE kind='worker'").fetchall()
+    return [int(json.loads(payload)["pid"]) for (payload,) in rows]
+
+
+@pytest.mark.parametrize("then", ["down", "resume"])
+def test_after_the_orchestrator_dies_down_or_resume_leaves_no_worker_behind(
+    tmp_path: Path, then: str
+) -> None:
+    """kill -9 of the orchestrator leaves both workers running (they are detached); ``down``
+    stops them all, and a resume stops them and runs the gang again to the end."""
+    (tmp_path / "exp.yaml").write_text(
+        "name: gang\njobs:\n  - trainer: mnist\n    optimizer: sgd\n    epochs: 6\n    nodes: 2\n"
+    )
+    env = {**_env(tmp_path), "ORCHESTRATE_TRAINERS_SRC": str(FAKE_TRAINERS), "FAKE_EPOCH_S": "3"}
+    proc, _ = start_and_wait(
+        "exp.yaml",
+        env,
+        tmp_path,
+        journal_query="SELECT count(*) FROM events WHERE kind='worker' HAVING count(*) = 2",
+        timeout=60,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    proc.kill()
+    proc.wait(timeout=10)
+    pids = _gang_pids(tmp_path)
+    assert len(pids) == 2 and all(live_group_members(p) for p in pids)
+    (run_id,) = {r[0] for r in sqlite3.connect(tmp_path / "state" / "journal.sqlite").execute(
+        "SELECT id FROM runs")}  # fmt: skip
+    if then == "down":
+        done = orchestrate(["down", run_id], env, tmp_path, timeout=120)
+        assert done.returncode == 0, done.stdout + done.stderr
+    else:
+        env["FAKE_EPOCH_S"] = "0"
+        done = orchestrate(["run", "exp.yaml", "--resume", run_id, "--json"], env, tmp_path)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+        assert json.loads(done.stdout.strip().splitlines()[-1])["counts"] == {"done": 1}
+    deadline = time.monotonic() + 15
+    while any(live_group_members(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(live_group_members(p) for p in pids), "a worker of the dead run still runs"
