@@ -18,7 +18,8 @@ quoting. Each rule gives a located issue; nothing here touches a machine.
   5. ``nodes: N > 1`` (one task on N machines at once) needs a runtime that spans machines:
      TensorFlow's MultiWorkerMirroredStrategy or the user's own ``run:`` command. PyTensor has
      none and the PCA trainer is single-process, so those are refused; on ``provider: ssh`` the
-     inventory must hold N hosts that fit the job's device, or the task could never start.
+     inventory must hold N hosts that fit the job's device, or the task could never start; on
+     ``local`` a ``run:`` job has one slot (its commands share the workdir).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import re
 import string
 from collections.abc import Callable, Iterator
 
-from infra.registry import SshConfig
+from infra.registry import LocalConfig, SshConfig
 from orchestrator.errors import SpecIssue
 from orchestrator.matrix import AXES, expand
 from orchestrator.spec import Experiment, Host, JobSpec
@@ -115,6 +116,13 @@ def _nodes_issues(
         )
     if job.trainer == "pca":
         yield issue(loc, f"nodes: {job.nodes}: the pca trainer runs on one machine", "nodes: 1")
+    if exp.provider == LocalConfig.name and job.run is not None:
+        yield issue(
+            loc,
+            f"nodes: {job.nodes} with a run: job on provider 'local': own commands share one "
+            "workdir there, so they run one at a time",
+            "use provider: ssh (even hosts on 127.0.0.1), or nodes: 1",
+        )
     if exp.provider == SshConfig.name and exp.hosts:
         for device in job.device:
             fit = [h for h in exp.hosts if device == "cpu" or h.gpus > 0]
