@@ -17,9 +17,9 @@ from infra.aws.requests import (
     TAG_TOKEN,
     cloud_name,
     create_security_group_kwargs,
+    for_group,
     import_key_pair_kwargs,
     resource_tags,
-    worker_ingress,
 )
 from infra.errors import CapacityError, ProviderError, QuotaError
 from infra.provider import Machine
@@ -60,7 +60,7 @@ def ensure_security_group(
     provider: AwsContext, run_id: str, vpc_id: str, tags: dict[str, str], ingress: list[Any]
 ) -> str:
     """The run's security group in ``vpc_id``: SSH from the configured CIDR only, and the
-    workers' ports from the group's own members (``worker_ingress``)."""
+    workers' ports from the group's own members (the plan's rules, ``for_group``)."""
     name = cloud_name(run_id)
     ec2 = provider.ec2
     with aws_errors(region=provider.region):
@@ -75,7 +75,7 @@ def ensure_security_group(
         group_id = ec2.create_security_group(**create_security_group_kwargs(run_id, vpc_id, tags))[
             "GroupId"
         ]
-        rules: list[Any] = [*ingress, *worker_ingress(group_id)]
+        rules: list[Any] = for_group(ingress, group_id)
         # The new group's id may not have propagated yet: InvalidGroup.NotFound means "not yet".
         until_visible(
             lambda: ec2.authorize_security_group_ingress(GroupId=group_id, IpPermissions=rules),

@@ -17,6 +17,7 @@ from infra.aws.requests import (
     cloud_name,
     expires_tag,
     run_instances_kwargs,
+    worker_ingress,
 )
 from infra.errors import CapacityError, PlacementError, ProviderError
 from infra.provider import MachineRequest
@@ -100,7 +101,7 @@ def plan_launch(provider: AwsContext, req: MachineRequest) -> LaunchPlan:
         raise ProviderError(
             f"machine {req.name!r} asks for {req.region} but this provider serves {provider.region}"
         )
-    ingress = provider.ingress()
+    ingress = [*provider.ingress(), *worker_ingress()]  # SSH, and the gang's own-group rule
     vpc_id, subnets = subnets_for(provider, req)
     image = provider.resolve_image(req.image)
     offered = offerings(provider, req.instance_types)

@@ -138,7 +138,21 @@ def ssh_ingress(cidr: str | None, *, allow_open_ssh: bool = False) -> list[dict[
 WORKER_PORTS = (32768, 60999)
 
 
-def worker_ingress(group_id: str) -> list[dict[str, Any]]:
+SELF_GROUP = "<the run's own security group>"  # filled in once the group exists
+
+
+def for_group(rules: list[dict[str, Any]], group_id: str) -> list[dict[str, Any]]:
+    """``rules`` with ``SELF_GROUP`` replaced by the created group's id: the plan (and the
+    dry-run that prints it) holds the exact rules before the group has an id."""
+    return [
+        {**r, "UserIdGroupPairs": [{**p, "GroupId": group_id} for p in r["UserIdGroupPairs"]]}
+        if r.get("UserIdGroupPairs")
+        else r
+        for r in rules
+    ]
+
+
+def worker_ingress(group_id: str = SELF_GROUP) -> list[dict[str, Any]]:
     """``IpPermissions`` opening the workers' port range to members of ``group_id`` only.
 
     Why: the workers of a ``nodes: N`` task (TensorFlow's gRPC collectives, or the user's own

@@ -13,6 +13,7 @@ import yaml
 
 from infra.aws.context import Waits
 from infra.aws.provider import AwsProvider
+from infra.aws.requests import SELF_GROUP
 from infra.errors import CapacityError, LaunchTimeout, ProviderError, QuotaError
 from infra.provider import Provider
 from tests.infra.aws.conftest import FakeClock, FakeSsh, fail_call, machine_request
@@ -219,7 +220,11 @@ def test_workers_reach_each_other_only_from_the_runs_own_group(
 ) -> None:
     """Issue 19: a nodes: N task's workers dial each other on free ports; the rule's source is
     the run's security group itself, never an address range."""
-    inst = provider.acquire(provider.prepare(machine_request()), token="t")
+    launch = provider.prepare(machine_request())
+    (authorize,) = [c for c in launch.calls if c.name == "ec2.authorize_security_group_ingress"]
+    pairs = [p for r in authorize.kwargs["IpPermissions"] for p in r.get("UserIdGroupPairs", [])]
+    assert [p["GroupId"] for p in pairs] == [SELF_GROUP]  # the dry-run shows the exact rule
+    inst = provider.acquire(launch, token="t")
     groups = [
         g["GroupId"]
         for i in _instances(ec2)
