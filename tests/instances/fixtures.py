@@ -28,10 +28,21 @@ def moto_server() -> Iterator[str]:
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
+    url = f"http://127.0.0.1:{port}"
+    # moto's backends are global to this process and outlive a server: without a reset, images
+    # and instances of an earlier test (whose containers are gone) would be found by this one.
+    _reset(url)
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield url
     finally:
+        _reset(url)
         server.stop()
+
+
+def _reset(url: str) -> None:
+    import urllib.request
+
+    urllib.request.urlopen(urllib.request.Request(f"{url}/moto-api/reset", method="POST")).close()
 
 
 @pytest.fixture

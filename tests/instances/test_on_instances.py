@@ -65,7 +65,7 @@ def test_the_deadline_powers_the_instance_off_after_the_orchestrator_dies(
         tmp_path,
         {"cpu": {"instance_type": "c6i.xlarge", "ami": "ubuntu24-cpu"}},
         [{"name": "long", "run": "sleep 3600"}],
-        budget={"max_usd": 5, "max_hours": 0.05},  # three minutes
+        budget={"max_usd": 5, "max_hours": 0.03},  # 108 s: boot, readiness and the task fit
     )
     proc, (run_id,) = start_and_wait(
         str(spec),
