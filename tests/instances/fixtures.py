@@ -11,6 +11,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -88,3 +89,16 @@ def instance_emulator(
 
 def _terminate(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def ec2_client(env: dict[str, str]) -> Any:
+    """An EC2 client on the moto server that ``env`` (``aws_env``) points a child process at."""
+    import boto3
+
+    return boto3.client(
+        "ec2",
+        region_name=env.get("AWS_DEFAULT_REGION", REGION),
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+    )

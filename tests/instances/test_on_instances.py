@@ -11,30 +11,20 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
 from tests.cli import orchestrate, start_and_wait
 from tests.instances.emulator import InstanceEmulator
+from tests.instances.fixtures import ec2_client
 
 pytestmark = [pytest.mark.moto_server, pytest.mark.instance, pytest.mark.slow]
 
 REGION = "us-east-1"
 
 
-def _ec2(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
-    )
-
-
 def _state(env: dict[str, str], iid: str) -> str:
-    inst = _ec2(env).describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
+    inst = ec2_client(env).describe_instances(InstanceIds=[iid])["Reservations"][0]["Instances"][0]
     return str(inst["State"]["Name"])
 
 
@@ -127,7 +117,9 @@ def test_a_gpu_image_spec_selects_the_gpu_setup_which_fails_clearly_without_a_dr
     run_log = next((tmp_path / "runs").glob("*/run.log")).read_text()
     assert "no working NVIDIA driver" in out + run_log, out[-3000:]
     (iid,) = [e.instance_id for e in instance_emulator.events if e.what == "booted"]
-    tags = _ec2(aws_env).describe_tags(Filters=[{"Name": "resource-id", "Values": [iid]}])["Tags"]
+    tags = ec2_client(aws_env).describe_tags(Filters=[{"Name": "resource-id", "Values": [iid]}])[
+        "Tags"
+    ]
     assert {
         "Key": "orchestrate:spec",
         "ResourceId": iid,

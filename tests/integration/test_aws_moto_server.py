@@ -7,28 +7,18 @@ import json
 import subprocess
 from pathlib import Path
 
-import boto3
 import pytest
 import yaml
 
 from infra.tags import current_owner
 from tests.cli import orchestrate, start_and_wait
 from tests.instances.emulator import InstanceEmulator
+from tests.instances.fixtures import ec2_client
 
 pytestmark = [pytest.mark.moto_server, pytest.mark.instance, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 REGION = "us-east-1"
-
-
-def _ec2(env: dict[str, str]):  # type: ignore[no-untyped-def]
-    return boto3.client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
 
 
 def _ours(ec2) -> dict[str, list[str]]:  # type: ignore[no-untyped-def]
@@ -81,7 +71,7 @@ def test_aws_example_launches_runs_fetches_and_leaves_nothing(
     assert (run / "mnist-tensorflow-adam-gpu" / "timing.jsonl").is_file()
     receipt = (run / "teardown.txt").read_text()
     assert "terminated" in receipt and "deleted" in receipt
-    assert _ours(_ec2(aws_env)) == {"instances": [], "key_pairs": [], "security_groups": []}
+    assert _ours(ec2_client(aws_env)) == {"instances": [], "key_pairs": [], "security_groups": []}
     booted = {e.instance_id for e in instance_emulator.events if e.what == "booted"}
     assert len(booted) == 2  # both machines really booted, and both are gone
     assert all(not c.running for c in instance_emulator.containers.values())
@@ -93,7 +83,7 @@ def test_aws_example_launches_runs_fetches_and_leaves_nothing(
 def test_gc_removes_an_instance_orphaned_by_a_crash(
     tmp_path: Path, aws_env: dict[str, str]
 ) -> None:
-    ec2 = _ec2(aws_env)
+    ec2 = ec2_client(aws_env)
     image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
     tags = [
         {"Key": "orchestrate:run", "Value": "crashed-run-1"},
@@ -148,7 +138,7 @@ def test_down_after_a_crash_terminates_instances_and_deletes_the_rest(
     assert run_id is not None, "both tasks never started"
     proc.kill()  # the orchestrator dies: no finally, no teardown
     proc.wait(timeout=10)
-    live = _ours(_ec2(aws_env))["instances"]
+    live = _ours(ec2_client(aws_env))["instances"]
     assert len(live) == 2  # left running by the crash
     for iid in live:  # the detached trainer lives on in the machine
         assert "sleep 120" in instance_emulator.run(iid, "ps -eo args").stdout
@@ -158,7 +148,7 @@ def test_down_after_a_crash_terminates_instances_and_deletes_the_rest(
 
 
 def _down_after_crash(run_id: str, aws_env: dict[str, str], tmp_path: Path) -> None:
-    ec2 = _ec2(aws_env)
+    ec2 = ec2_client(aws_env)
     assert len(_ours(ec2)["instances"]) == 2  # left running by the crash
     down = orchestrate(["down", run_id], aws_env, tmp_path)
     assert down.returncode == 0, down.stdout + down.stderr

@@ -19,12 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
 
 from tests.cli import last_json, orchestrate, start_and_wait
 from tests.instances.emulator import InstanceEmulator
+from tests.instances.fixtures import ec2_client
 from tests.integration.test_kill_matrix import TRAINER
 
 pytestmark = [pytest.mark.moto_server, pytest.mark.instance, pytest.mark.slow]
@@ -39,22 +39,12 @@ QUERIES = {
 }
 
 
-def _ec2(env: dict[str, str]) -> Any:
-    return boto3.client(
-        "ec2",
-        region_name=REGION,
-        endpoint_url=env["AWS_ENDPOINT_URL"],
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-
-
 def _live(env: dict[str, str], run_id: str) -> list[str]:
     """The run's instances moto shows pending or running."""
     tag = [{"Name": "tag:orchestrate:run", "Values": [run_id]}]
     return [
         i["InstanceId"]
-        for r in _ec2(env).describe_instances(Filters=tag)["Reservations"]
+        for r in ec2_client(env).describe_instances(Filters=tag)["Reservations"]
         for i in r["Instances"]
         if i["State"]["Name"] in ("pending", "running")
     ]
