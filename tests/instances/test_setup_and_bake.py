@@ -1,8 +1,9 @@
-"""The real setup on a booted machine, then a bake, then a run from the baked image.
+"""The real setup on a booted machine, then a bake, then runs from the baked image (one of
+them a two-instance data-parallel task).
 
-One test on purpose: the first run installs the trainers' frameworks for real (``cpu.sh``: apt
-and uv/pip inside the container, tens of seconds even with the shared download cache), and the
-bake and the second run reuse that. Marked ``instance`` and ``slow``.
+One test on purpose: the first run installs the trainers' frameworks for real (``cpu.sh``: uv,
+TensorFlow, PyTensor and numba inside the container, tens of seconds even with the shared
+download cache), and the bake and the later runs reuse that. Marked ``instance`` and ``slow``.
 """
 
 from __future__ import annotations
@@ -112,6 +113,34 @@ def test_real_setup_then_bake_then_a_run_from_the_image_without_setup(
     warm_s = first_task_s(Path(env["ORCHESTRATE_STATE_DIR"]), str(warm["run_id"]))
     assert warm_s < cold_s, (warm_s, cold_s)
     print(f"time to first task: cold setup {cold_s:.1f} s, baked image {warm_s:.1f} s")
+
+    # 4. From the same image, one MNIST task trained data-parallel on two instances (issue 19):
+    # TensorFlow's MultiWorkerMirroredStrategy between the two booted machines.
+    booted_before = {e.instance_id for e in instance_emulator.events if e.what == "booted"}
+    gang = {
+        **yaml.safe_load(tiny_experiment(tmp_path, "gang").read_text()),
+        "jobs": [
+            {
+                "trainer": "mnist",
+                "framework": "tensorflow",
+                "optimizer": "adam",
+                "epochs": 1,
+                "subset": 2000,
+                "nodes": 2,
+            }
+        ],
+    }
+    (tmp_path / "gang.yaml").write_text(yaml.safe_dump(gang))
+    proc = orchestrate(["run", str(tmp_path / "gang.yaml"), "--json"], env, tmp_path, timeout=900)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    summary = json.loads(proc.stdout.splitlines()[-1])
+    assert summary["counts"] == {"done": 1}, summary
+    task_dir = Path(str(summary["run_dir"])) / "mnist-tensorflow-adam-cpu"
+    metrics = json.loads((task_dir / "metrics.json").read_text())
+    assert metrics["workers"] == 2
+    assert (task_dir / "workers" / "1" / "timing.jsonl").stat().st_size > 0
+    booted = {e.instance_id for e in instance_emulator.events if e.what == "booted"}
+    assert len(booted - booted_before) == 2  # one instance per worker
     assert not instance_emulator.errors
 
 
