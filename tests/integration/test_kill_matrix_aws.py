@@ -125,12 +125,13 @@ def _all_powered_off(emulator: InstanceEmulator) -> None:
     assert not any(c.running for c in emulator.containers.values())
 
 
-@pytest.mark.parametrize("phase", PHASES)
-def test_kill_9_on_aws_then_down_then_resume(
-    phase: str, tmp_path: Path, aws_env: dict[str, str], instance_emulator: InstanceEmulator
-) -> None:
-    instance_emulator.register_public_images()
-    instance_emulator.register_baked("ubuntu24-cpu")
+def _crash_in(
+    phase: str, tmp_path: Path, aws_env: dict[str, str], emulator: InstanceEmulator
+) -> tuple[Path, str]:
+    """Start the experiment from a baked image and kill -9 its orchestrator in ``phase``;
+    returns the experiment file and the run id."""
+    emulator.register_public_images()
+    emulator.register_baked("ubuntu24-cpu")
     spec = _experiment(tmp_path)
     proc, (run_id,) = start_and_wait(
         str(spec),
@@ -142,10 +143,18 @@ def test_kill_9_on_aws_then_down_then_resume(
         stderr=subprocess.DEVNULL,
     )
     try:
-        _kill_in(phase, proc, str(run_id), tmp_path, aws_env, instance_emulator)
+        _kill_in(phase, proc, str(run_id), tmp_path, aws_env, emulator)
     finally:
         proc.kill()
         proc.wait(timeout=10)
+    return spec, str(run_id)
+
+
+@pytest.mark.parametrize("phase", PHASES)
+def test_kill_9_on_aws_then_down_then_resume(
+    phase: str, tmp_path: Path, aws_env: dict[str, str], instance_emulator: InstanceEmulator
+) -> None:
+    spec, run_id = _crash_in(phase, tmp_path, aws_env, instance_emulator)
     finished = _finished_on_instance(tmp_path, instance_emulator)
     assert _live(aws_env, str(run_id)), "the crash should have left the instance running"
 
@@ -178,23 +187,7 @@ def test_attach_after_kill_9_on_aws_finishes_on_the_same_instance(
 ) -> None:
     """Issue #16's AWS leg: ``attach`` finds the instance the dead orchestrator launched (by
     its token), follows the trainer running there, runs the rest, and tears it all down."""
-    instance_emulator.register_public_images()
-    instance_emulator.register_baked("ubuntu24-cpu")
-    spec = _experiment(tmp_path)
-    proc, (run_id,) = start_and_wait(
-        str(spec),
-        aws_env,
-        tmp_path,
-        journal_query=QUERIES[phase],
-        timeout=180,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        _kill_in(phase, proc, str(run_id), tmp_path, aws_env, instance_emulator)
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
+    spec, run_id = _crash_in(phase, tmp_path, aws_env, instance_emulator)
     (iid,) = _live(aws_env, str(run_id))
     jobs = dict(_journal_rows(tmp_path, "SELECT task_id, job FROM tasks WHERE job!=''"))
 
