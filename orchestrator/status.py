@@ -30,6 +30,10 @@ class TaskStatus(StrEnum):
     SKIPPED = "skipped"  # the plan placed it nowhere (e.g. a gpu task without a GPU), with why
     STOPPED = "stopped"  # stopped before it finished (Ctrl-C, the cap, `down`)
     TIMEOUT = "timeout"  # ended at its timeout_minutes, partial results kept
+    # How an attempt ended when its machine went away; the task itself is queued again (per the
+    # recovery policy) and resumes from its last checkpoint that came back.
+    PREEMPTED = "preempted"  # a spot interruption notice: checkpointed, then stopped
+    LOST = "lost"  # its machine vanished without notice (unreachable, terminated)
 
 
 class MachineStatus(StrEnum):
