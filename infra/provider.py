@@ -16,6 +16,11 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from ami.spec import ImageSpec
 from infra.transport.base import Transport
 
+# On a Machine whose cloud has an instance metadata service: its base URL, which the task
+# wrapper on the machine polls for spot interruption and rebalance notices.
+METADATA_TAG = "orchestrate:metadata-url"
+EC2_METADATA_URL = "http://169.254.169.254"
+
 SpotMode = Literal["no", "preferred", "required"]
 
 

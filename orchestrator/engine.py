@@ -10,25 +10,23 @@ fetched, then machines are released.
 from __future__ import annotations
 
 import json
-import shlex
 import shutil
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from infra.errors import OrchestrateError
-from infra.provider import Bootstraps, Machine, Provider
+from infra.provider import Machine, Provider
 from infra.transport.base import Transport
 from orchestrator.cost import CostGuard
 from orchestrator.engine_config import EngineConfig
-from orchestrator.engine_gang import GangSteps
+from orchestrator.engine_machines import MachineSteps
 from orchestrator.events import MachineEvent, Reporter, RunEnded, RunStarted, TaskEvent
 from orchestrator.gang import Gang
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import MachineSlot, Plan, PlannedTask
-from orchestrator.reattach import Adopted, adoptable, held_machine, stop_stale_setups
-from orchestrator.state import TASK_DONE, Journal, MachineStatus, RunStatus, TaskStatus
+from orchestrator.reattach import Adopted, adoptable
+from orchestrator.state import TASK_DONE, Journal, RunStatus, TaskStatus
 from orchestrator.summary import RunSummary, summarize
 from orchestrator.task_run import (
     SetupGate,
@@ -39,7 +37,7 @@ from orchestrator.task_run import (
 __all__ = ["Engine", "EngineConfig"]
 
 
-class Engine(GangSteps):
+class Engine(MachineSteps):
     """Runs one plan to the end; ``request_stop`` may be called from a signal handler."""
 
     def __init__(
@@ -67,6 +65,11 @@ class Engine(GangSteps):
         self._resuming = False
         self._adopted: dict[str, list[tuple[PlannedTask, Adopted]]] = {}  # by machine name
         self._gangs: dict[str, Gang] = {}  # by task id (orchestrator.gang)
+        # Recovery (orchestrator.recovery): machines lost under a task, by slot name, with why;
+        # each slot's current journal token; attempts that ended without finishing, by task.
+        self._lost: dict[str, str] = {}
+        self._tokens: dict[str, int] = {}
+        self._interrupted: dict[str, int] = {}
 
     # ------------------------------------------------------------------ control
     def request_stop(self, reason: str) -> None:
@@ -240,92 +243,6 @@ class Engine(GangSteps):
         return None if gang.full or gang.abandoned is not None else gang
 
     # ------------------------------------------------------------------ machines
-    def _machine_worker(self, plan: Plan, slot: MachineSlot, paths: RunPaths) -> None:
-        run_id = plan.run_id
-        # Resuming: the machine the journal still holds, found again by its token.
-        held = held_machine(self.journal, run_id, slot.name) if self._resuming else None
-        token = (
-            held.token
-            if held is not None
-            else self.journal.machine_requested(run_id, slot.name, self.provider.name)
-        )
-        self.reporter.event(MachineEvent(slot.name, MachineStatus.REQUESTED, slot.launch.summary))
-        machine: Machine | None = None
-        transport: Transport | None = None
-        try:
-            if self.stopping:
-                return
-            machine = self.provider.acquire(slot.launch, token=f"{run_id}-{token}")
-            if held is None or held.machine_id != machine.id:  # else spend counts on
-                self.journal.machine_acquired(
-                    token,
-                    machine.id,
-                    instance_type=machine.instance_type,
-                    # The plan's price when the provider does not know one (ssh hosts, fakes).
-                    hourly_usd=machine.hourly_usd or slot.launch.hourly_usd,
-                )
-            self.reporter.event(MachineEvent(slot.name, "acquired", machine.id))
-            transport = self.provider.connect(machine)
-            if isinstance(self.provider, Bootstraps):
-                machine = self.provider.bootstrap(machine, transport)
-            machine = self._absolute_workspace(machine, transport)
-            ws = Workspace(f"{machine.workspace_root}/{run_id}")
-            transport.run(["mkdir", "-p", ws.code, f"{ws.root}/out", f"{ws.root}/logs"])
-            if self._resuming:
-                stop_stale_setups(self.journal, run_id, machine.name, transport)
-            if slot.name not in self._adopted:  # else its code is there (reattach rule 5)
-                self._sync(transport, ws)
-            self.reporter.event(MachineEvent(slot.name, "bootstrapped", ws.root))
-            self._free_gpus[slot.name] = list(range(max(slot.gpus, 0)))
-            slots = [
-                threading.Thread(
-                    target=self._slot_loop,
-                    args=(plan, slot, machine, transport, ws, paths),
-                    name=f"{slot.name}-slot{i}",
-                )
-                for i in range(max(slot.slots, 1))
-            ]
-            for s in slots:
-                s.start()
-            for s in slots:
-                s.join()
-        except Exception as exc:  # an OrchestrateError, or a bug: its tasks fail either way
-            text = str(exc) if isinstance(exc, OrchestrateError) else bug_line(exc)
-            with self._lock:
-                self._dead[slot.name] = text.splitlines()[0]
-            self.journal.machine_status(token, MachineStatus.FAILED, text)
-            trace = "" if isinstance(exc, OrchestrateError) else traceback_text(exc)
-            self.reporter.event(MachineEvent(slot.name, MachineStatus.FAILED, text, trace))
-        finally:
-            if transport is not None:
-                transport.close()
-            if machine is not None:
-                self.provider.release(machine.id)
-                self.journal.machine_status(token, MachineStatus.RELEASED)
-                self.reporter.event(MachineEvent(slot.name, MachineStatus.RELEASED, machine.id))
-            elif slot.name not in self._dead:
-                self.journal.machine_status(token, MachineStatus.RELEASED, "never acquired")
-
-    def _sync(self, transport: Transport, ws: Workspace) -> None:
-        """Ship the trainers and the workdir (only what changed)."""
-        transport.put_tree(
-            self.config.trainers_src, f"{ws.code}/trainers", exclude=("__pycache__", "*.pyc")
-        )
-        if self.config.workdir is not None:
-            wd = self.config.workdir
-            transport.run(["mkdir", "-p", ws.work])  # exists even when nothing is shipped
-            transport.put_tree(wd.root, ws.work, exclude=wd.exclude)
-
-    @staticmethod
-    def _absolute_workspace(machine: Machine, transport: Transport) -> Machine:
-        """Resolve a home-relative workspace root once: trainers ``cd`` into the code dir,
-        so every path handed to them must be absolute."""
-        if machine.workspace_root.startswith("/"):
-            return machine
-        root = shlex.quote(machine.workspace_root)
-        result = transport.run(["sh", "-c", f"mkdir -p {root} && cd {root} && pwd"])
-        return replace(machine, workspace_root=result.stdout.strip())
-
     def _next_task(
         self, slot: MachineSlot
     ) -> tuple[PlannedTask, int | None, tuple[Gang, int] | None] | None:
@@ -333,6 +250,8 @@ class Engine(GangSteps):
         a gang task, its seat; None when no task is left for this machine."""
         while not self.stopping:
             with self._lock:
+                if slot.name in self._lost:  # going away: its work waits for the replacement
+                    return None
                 waiting = False
                 for i, pt in enumerate(self._queue):
                     if slot.name not in pt.machines:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from orchestrator.recovery import CheckpointStore
 from orchestrator.workdir import WorkdirSelection
 
 _POLL_MAX_S = 0.5  # polls back off to this, so long tasks cost little
@@ -31,3 +32,11 @@ class EngineConfig:
     code_env: Mapping[str, str] = field(default_factory=dict)  # e.g. the trainers' git commit
     # infra.registry's JSON of the provider, kept in the run's row so `down` needs no file.
     provider_config: str | None = None
+    # Recovery (spec ``recovery:``): capacity for a replacement machine, attempts after the
+    # first, how often running tasks' checkpoints come back.
+    recovery_capacity: str = "spot"
+    retries: int = 2
+    checkpoint_every_s: float = 300.0
+    # The instance metadata service tasks watch for spot notices (None: no notices there).
+    imds_url: str | None = None
+    checkpoint_store: CheckpointStore | None = None  # ``checkpoints: s3://...``, when given

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from infra.errors import TransportError
 from infra.provider import Machine
 from infra.transport.base import Job, Transport
 from orchestrator.engine_config import EngineConfig
@@ -22,6 +23,14 @@ from orchestrator.gang import Gang
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import Plan, PlannedTask
 from orchestrator.reattach import Adopted
+from orchestrator.recovery import (
+    MARKER_FILES,
+    PREEMPTED_FILE,
+    CheckpointPuller,
+    notice_text,
+    restore_checkpoint,
+    set_aside_markers,
+)
 from orchestrator.state import JobRef, Journal, TaskStatus
 from orchestrator.task_run import (
     SetupGate,
@@ -29,6 +38,7 @@ from orchestrator.task_run import (
     follow,
     task_command,
     task_outcome,
+    wrote_end_ok,
 )
 
 
@@ -43,6 +53,12 @@ class TaskSteps:
     _queue: list[PlannedTask]
     _setup: SetupGate
     _failed: bool
+    _lost: dict[str, str]
+    _tokens: dict[str, int]
+    _interrupted: dict[str, int]
+
+    def _fail(self, run_id: str, task_id: str, reason: str, trace: str = "") -> None:
+        raise NotImplementedError
 
     @property
     def stopping(self) -> bool:
@@ -72,11 +88,20 @@ class TaskSteps:
             data_dir=self.config.data_dir,
             gpu=gpu,
             measured=(self.config.trainers_src / "measure.py").exists(),
+            metadata_url=self.config.imds_url,
         )
         command.env.update(self.config.code_env)
         command.env.update(gang[1] if gang else {})
         started = f"{log}.started"  # outputs newer than this belong to this task
-        transport.run(["sh", "-c", f"mkdir -p {shlex.quote(out)} && touch {shlex.quote(started)}"])
+        # A retry on the same machine must not find the last attempt's notice files.
+        stale = " ".join(shlex.quote(f"{out}/{name}") for name in MARKER_FILES)
+        transport.run(
+            [
+                "sh",
+                "-c",
+                f"mkdir -p {shlex.quote(out)} && rm -f {stale} && touch {shlex.quote(started)}",
+            ]
+        )
         if task.setup:  # journalled like a task's job, so `down` can stop it after a crash
             self._setup.run_once(
                 machine,
@@ -88,14 +113,27 @@ class TaskSteps:
                 grace_s=self.config.stop_grace_s,
             )
         paths.task_dir(task.id).mkdir(parents=True, exist_ok=True)
+        if task.id in self._interrupted:  # a retry resumes from what came back (recovery rule 3)
+            restore_checkpoint(
+                transport,
+                paths.checkpoints(task.id),
+                ws.checkpoints(task.id),
+                task_id=task.id,
+                store=self.config.checkpoint_store,
+            )
         t0 = time.monotonic()
         job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
         self.journal.task_started(run_id, task.id, JobRef.of(job, machine), machine=machine.name)
+        attempt = self.journal.attempt_started(
+            run_id, task.id, machine=machine.name, machine_token=self._tokens.get(machine.name, 0)
+        )
         if gang:  # a resume stops a gang's every worker and runs it again (orchestrator.gang)
             self.journal.worker_started(run_id, JobRef.of(job, machine))
         self.reporter.event(TaskEvent(task.id, TaskStatus.RUNNING, machine.name))
         also = (lambda: gang[0].failed) if gang else None
-        return self._see_through(plan, pt, transport, ws, paths, job, t0, also_stop=also)
+        return self._see_through(
+            plan, pt, transport, ws, paths, job, t0, also_stop=also, attempt=(machine.name, attempt)
+        )
 
     def _adopt_task(
         self,
@@ -133,28 +171,60 @@ class TaskSteps:
         job: Job,
         t0: float,
         also_stop: Callable[[], bool] | None = None,
+        attempt: tuple[str, int] | None = None,
     ) -> TaskStatus:
-        """Follow a started job to its end, fetch what it wrote, and record its outcome."""
+        """Follow a started job to its end, fetch what it wrote, and record its outcome; with
+        ``attempt`` (its machine's name and the attempt's number) an end caused by the machine
+        going away is an interrupted attempt, not a failure (``orchestrator.recovery``)."""
         run_id, task = plan.run_id, pt.task
         out, log = ws.out(task.id), ws.log(task.id)
         started = f"{log}.started"  # outputs newer than this belong to this task
         local_dir = paths.task_dir(task.id)
-        exit_code, stopped, timed_out = follow(
+        puller = CheckpointPuller(
             transport,
-            job,
-            paths.task_log(task.id),
+            ws.checkpoints(task.id),
+            paths.checkpoints(task.id),
             task.id,
-            self.reporter,
-            should_stop=lambda: self.stopping or (also_stop is not None and also_stop()),
-            timeout_s=task.timeout_s or self.config.task_timeout_s,
-            grace_s=self.config.stop_grace_s,
-            poll_max_s=self.config.poll_max_s,
+            self.config.checkpoint_every_s,
+            self.config.checkpoint_store,
         )
-        wall = time.monotonic() - t0
-        if task.outputs:
-            script = collect_outputs(ws.work, out, task.outputs, newer_than=started)
-            transport.run(["sh", "-c", script], check=False)
-        transport.get_tree(out, local_dir)
+        try:
+            exit_code, stopped, timed_out = follow(
+                transport,
+                job,
+                paths.task_log(task.id),
+                task.id,
+                self.reporter,
+                should_stop=lambda: self.stopping or (also_stop is not None and also_stop()),
+                timeout_s=task.timeout_s or self.config.task_timeout_s,
+                grace_s=self.config.stop_grace_s,
+                poll_max_s=self.config.poll_max_s,
+                tick=puller.tick if attempt is not None else None,
+            )
+            wall = time.monotonic() - t0
+            if task.outputs:
+                script = collect_outputs(ws.work, out, task.outputs, newer_than=started)
+                transport.run(["sh", "-c", script], check=False)
+            transport.get_tree(out, local_dir)
+        except TransportError as exc:
+            if attempt is None:
+                raise
+            why = f"{attempt[0]} stopped answering ({str(exc).splitlines()[0][:200]})"
+            return self._interrupted_attempt(
+                plan, pt, paths, TaskStatus.LOST, why, time.monotonic() - t0, attempt
+            )
+        notice = paths.task_dir(task.id) / PREEMPTED_FILE
+        if (
+            attempt is not None
+            and notice.exists()
+            and not stopped
+            and not wrote_end_ok(paths.timing(task.id))
+        ):
+            puller.pull()  # the checkpoint it wrote on the notice
+            why = f"{attempt[0]}: {notice_text(notice)}"
+            return self._interrupted_attempt(
+                plan, pt, paths, TaskStatus.PREEMPTED, why, wall, attempt
+            )
         status, detail = task_outcome(
             exit_code=exit_code,
             stopped=stopped,
@@ -169,5 +239,52 @@ class TaskSteps:
         self.journal.task_ended(
             run_id, task.id, status=status, exit_code=exit_code, wall_s=wall, detail=detail
         )
+        if attempt is not None:
+            self.journal.attempt_ended(
+                run_id, task.id, attempt[1], status=status, wall_s=wall, detail=detail
+            )
         self.reporter.event(TaskEvent(task.id, status, detail or f"{wall:.1f}s"))
         return TaskStatus(status)
+
+    def _interrupted_attempt(
+        self,
+        plan: Plan,
+        pt: PlannedTask,
+        paths: RunPaths,
+        status: TaskStatus,
+        why: str,
+        wall: float,
+        attempt: tuple[str, int],
+    ) -> TaskStatus:
+        """Recovery rule 2: the attempt ends ``preempted``/``lost``, its machine is marked
+        for replacement, and the task is queued again unless retries or the policy say no."""
+        run_id, task = plan.run_id, pt.task
+        machine, n = attempt
+        set_aside_markers(paths.task_dir(task.id), n)
+        with self._lock:
+            self._lost.setdefault(machine, why)
+            tries = self._interrupted[task.id] = self._interrupted.get(task.id, 0) + 1
+        self.journal.attempt_ended(run_id, task.id, n, status=status, wall_s=wall, detail=why)
+        refusal = (
+            "a nodes: N task is not recovered"
+            if task.nodes > 1
+            else "recovery.capacity is fail"
+            if self.config.recovery_capacity == "fail"
+            else f"recovery.retries ({self.config.retries}) spent"
+            if tries > self.config.retries
+            else "the run is stopping"
+            if self.stopping
+            else None
+        )
+        if refusal is not None:
+            self._fail(run_id, task.id, f"{why}; {refusal}")
+            return TaskStatus.FAILED
+        self.journal.task_ended(
+            run_id, task.id, status=status, exit_code=None, wall_s=wall, detail=why
+        )
+        with self._lock:
+            self._queue.insert(0, pt)
+        self.reporter.event(
+            TaskEvent(task.id, status, f"{why}; attempt {n + 1} resumes from its checkpoint")
+        )
+        return status

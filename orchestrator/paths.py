@@ -66,6 +66,10 @@ class RunPaths:
         """The trainer's ``timing.jsonl``, one row per event, fetched back."""
         return self.root / task_id / "timing.jsonl"
 
+    def checkpoints(self, task_id: str) -> Path:
+        """The task's checkpoints as last pulled back: what a retry on a new machine resumes."""
+        return self.root / task_id / "checkpoints"
+
     def metrics(self, task_id: str) -> Path:
         """The trainer's final numbers (``metrics.json``)."""
         return self.root / task_id / "metrics.json"

@@ -206,6 +206,12 @@ def run_experiment(
             data_dir=options.data_dir or plan.experiment.data_dir,
             schedule=options.schedule,
             workdir=plan.workdir,
+            recovery_capacity=plan.experiment.recovery.capacity,
+            retries=plan.experiment.recovery.retries,
+            checkpoint_every_s=plan.experiment.recovery.checkpoint_every_minutes * 60,
+            # A metadata service for every machine (a fake one in tests, or ssh hosts that
+            # are EC2 instances); else each machine's own (METADATA_TAG), if it has one.
+            imds_url=os.environ.get("ORCHESTRATE_IMDS_URL") or None,
         ),
         guard=CostGuard(journal, plan.run_id, cap_usd=plan.experiment.budget.max_usd),
     )

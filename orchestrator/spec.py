@@ -52,6 +52,18 @@ class Budget(_Strict):
     max_hours: PositiveFloat = 2.0
 
 
+class Recovery(_Strict):
+    """What happens when a task's machine goes away mid-task (a spot interruption notice, or
+    the machine vanishing): the task is queued again and resumes from its last checkpoint that
+    came back, on capacity of this kind; ``fail`` ends it instead. Every attempt counts
+    against ``budget.max_usd``."""
+
+    capacity: Literal["spot", "on-demand", "fail"] = "spot"  # spot: as the machine was planned
+    retries: Annotated[int, Field(ge=0, le=20)] = 2  # attempts after the first, per task
+    # How often a running task's checkpoints are pulled back (and on every notice).
+    checkpoint_every_minutes: PositiveFloat = 5.0
+
+
 def _gpu_ask(value: Any) -> Any:
     """``gpu: T4`` / ``gpu: T4:2`` (SkyPilot's spelling) -> ``{name: T4, count: 2}``."""
     if isinstance(value, str):
@@ -177,6 +189,7 @@ class Experiment(_Strict):
     use_private_ip: bool = False
     ssh_proxy: SshProxy | None = None  # reach machines through this bastion (ProxyJump)
     budget: Budget = Budget()
+    recovery: Recovery = Recovery()
     machines: dict[str, MachineClass] = {}
     hosts: list[Host] = []
     # Where host aliases are read (default: $ORCHESTRATE_SSH_CONFIG, else ~/.ssh/config)

@@ -22,7 +22,7 @@ from typing import TextIO
 
 from infra.errors import OrchestrateError
 from infra.local import THREADS_TAG, thread_env
-from infra.provider import Machine
+from infra.provider import METADATA_TAG, Machine
 from infra.transport.base import Job, Transport
 from orchestrator.events import Reporter, TaskOutput
 from orchestrator.matrix import Task, with_python_on_path
@@ -55,9 +55,15 @@ def task_command(
     data_dir: str | None,
     gpu: int | None,
     measured: bool,
+    metadata_url: str | None = None,
 ) -> TaskCommand:
     """What to start on the machine for ``task``: the trainer contract's command line (or the
-    user's command), wrapped by ``trainers.measure``, and the environment it is promised."""
+    user's command), wrapped by ``trainers.measure``, and the environment it is promised.
+
+    ``metadata_url`` (else the machine's own, ``METADATA_TAG``) is the instance metadata
+    service the wrapper watches for spot notices; on one it signals the task to checkpoint and
+    stop (USR1 for the bundled trainers, TERM for a user's command, which may not handle USR1).
+    """
     out = ws.out(task.id)
     argv = task.argv(python=machine.python, out=out, data_dir=data_dir)
     if task.trainer == "mnist":
@@ -75,7 +81,14 @@ def task_command(
         "ORCHESTRATE_PARAMS": json.dumps(dict(task.params)),
         # cpu tasks see no GPU (a cpu variant on a GPU machine); a gpu task sees its own.
         "CUDA_VISIBLE_DEVICES": "" if gpu is None else str(gpu),
+        # Files written here come back while the task runs and follow it to a new machine.
+        "ORCHESTRATE_CHECKPOINT_DIR": ws.checkpoints(task.id),
     }
+    if imds := metadata_url or machine.tags.get(METADATA_TAG):
+        env["ORCHESTRATE_IMDS_URL"] = imds
+        env["ORCHESTRATE_PREEMPT_SIGNAL"] = "TERM" if task.is_script else "USR1"
+        if poll := os.environ.get("ORCHESTRATE_IMDS_POLL_S"):  # how often it looks (tests)
+            env["ORCHESTRATE_IMDS_POLL_S"] = poll
     if not task.is_script:
         # TensorFlow's C++ notices (oneDNN, cuda probing) would become the task's status line.
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"
@@ -166,9 +179,11 @@ def follow(
     timeout_s: float | None,
     grace_s: float,
     poll_max_s: float,
+    tick: Callable[[str], None] | None = None,
 ) -> tuple[int | None, bool, bool]:
     """Stream the job's log into ``local_log`` and events until it ends, is stopped or times
-    out; returns (exit code, stopped, timed out)."""
+    out; returns (exit code, stopped, timed out). ``tick`` gets each poll's new log text while
+    the job runs (checkpoint pull-back, ``orchestrator.recovery``)."""
     offset, delay = 0, POLL_FIRST_S
     t0 = time.monotonic()
     with open_log(local_log) as fh:
@@ -181,6 +196,8 @@ def follow(
                 reporter.event(TaskOutput(task_id, printable(status.log_chunk)))
             if status.finished:
                 return status.exit_code, False, False
+            if tick is not None:
+                tick(status.log_chunk)
             over_time = timeout_s is not None and time.monotonic() - t0 > timeout_s
             stopping = should_stop()
             if stopping or over_time:

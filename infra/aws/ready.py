@@ -13,7 +13,7 @@ from infra.aws.endpoints import endpoint_for, endpoints_mapped
 from infra.aws.errors import aws_errors, error_code
 from infra.aws.requests import TAG_HOSTKEY, TAG_MACHINE, TAG_RUN, TAG_USER
 from infra.errors import HostKeyMismatch, LaunchTimeout, ProviderError, TransportError
-from infra.provider import Address, Machine
+from infra.provider import EC2_METADATA_URL, METADATA_TAG, Address, Machine
 from infra.transport.base import Transport
 
 if TYPE_CHECKING:
@@ -163,7 +163,7 @@ def machine_from(provider: AwsContext, inst: dict[str, Any], *, host_key: str | 
         cpus=cpus,
         hourly_usd=provider.price(itype, spot),
         started_at=launched if isinstance(launched, datetime) else provider.clock.now(),
-        tags=tags,
+        tags={**tags, METADATA_TAG: EC2_METADATA_URL},
         instance_type=itype,
     )
 
