@@ -234,6 +234,7 @@ UNUSED_ON_PURPOSE = {
     # Issue 16: the engine's retry loop calls these (the lead's branch); drop them on merge.
     ("orchestrator/attempts.py", "JournalAttempts.attempt_started"): "#16 engine calls it",
     ("orchestrator/attempts.py", "JournalAttempts.attempt_ended"): "#16 engine calls it",
+    ("orchestrator/checkpoint_store.py", "checkpoint_store_for"): "#16 engine calls it",
 }
 
 
