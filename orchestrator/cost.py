@@ -67,10 +67,27 @@ def instance_deadline(
     return now + timedelta(hours=hours)
 
 
+def attempt_costs(journal: Journal, run_id: str) -> dict[tuple[str, int], float]:
+    """What each try of each task cost, keyed ``(task_id, n)``: its machine's hourly price for
+    the attempt's wall time (start to end where the engine measured none), so the report and
+    the ledger can price the work that interruptions threw away. Attempts still running are
+    left out: their cost is not known yet."""
+    price = {m.token: m.hourly_usd or 0.0 for m in journal.machines(run_id)}
+    out: dict[tuple[str, int], float] = {}
+    for a in journal.attempts(run_id):
+        seconds = a.wall_s
+        if seconds is None and a.ended_at is not None:
+            seconds = max(a.ended_at - a.started_at, 0.0)
+        if seconds is not None:
+            out[(a.task_id, a.n)] = seconds / 3600 * price.get(a.machine_token, 0.0)
+    return out
+
+
 def ledger(
     journal: Journal, *, run_id: str | None = None, since: datetime | None = None
 ) -> list[dict[str, Any]]:
-    """Forecast vs actual spend per run (and per machine), newest first."""
+    """Forecast vs actual spend per run (and per machine), newest first, with the run's task
+    attempts and what the interrupted ones (preempted, lost) cost: the price of retries."""
     rows = []
     for run in journal.runs(limit=10_000):
         if run_id and run.id != run_id:
@@ -78,12 +95,17 @@ def ledger(
         if since and datetime.fromtimestamp(run.created_at, UTC) < since:
             continue
         machines = journal.machines(run.id)
+        attempts = journal.attempts(run.id)
+        costs = attempt_costs(journal, run.id)
+        retries = sum(costs.get((a.task_id, a.n), 0.0) for a in attempts if a.interrupted)
         rows.append(
             {
                 "run": run.id,
                 "status": run.status,
                 "forecast_usd": journal.run_forecast(run.id),
                 "actual_usd": round(sum(m.spend_usd or 0.0 for m in machines), 6),
+                "attempts": len(attempts),
+                "retries_usd": round(retries, 6),  # attempts whose machine went away
                 "machines": [
                     {
                         "name": m.name,

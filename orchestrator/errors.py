@@ -17,6 +17,7 @@
     │   ├── RemoteDiskFull
     │   ├── RejectedFile     exit 1       a fetched file broke infra.transport.fetch's rules
     │   └── CommandFailed                 .result holds argv, exit code, output
+    ├── CheckpointStoreError exit 4       the S3 checkpoint store is unusable; names the bucket
     ├── TaskFailed           exit 1       some task failed; the run went on and lists it
     ├── RunCapped            exit 3       the cost guard stopped the run at the cap
     ├── RunInterrupted       exit 130     Ctrl-C/SIGTERM, after cleanup; `--resume RUN` hint

@@ -9,7 +9,10 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic_core import PydanticCustomError
+
+from infra.s3_url import parse_s3_url
 
 Framework = Literal["tensorflow", "theano"]
 Device = Literal["cpu", "gpu"]
@@ -36,6 +39,15 @@ def _as_layer_lists(value: Any) -> Any:
     """``hidden: 300`` / ``[300]`` / ``[[300, 100], 800]``: each axis value is a list of layers."""
     values = value if isinstance(value, list) else [value]
     return [v if isinstance(v, list) else [v] for v in values]
+
+
+def _s3_location(value: str) -> str:
+    """``checkpoints: s3://<bucket>[/prefix]``, refused at load with what is wrong."""
+    try:
+        parse_s3_url(value)
+    except ValueError as exc:  # the reason alone, without pydantic's "Value error, "
+        raise PydanticCustomError("s3_url", "{reason}", {"reason": str(exc)}) from None
+    return value
 
 
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -197,6 +209,8 @@ class Experiment(_Strict):
     connect_deadline_s: PositiveFloat = 60.0  # how long to keep trying to reach an ssh host
     placement: Literal["by-device", "same-machine"] = "by-device"
     data_dir: str | None = None
+    # Off-machine checkpoints (orchestrator.checkpoint_store); absent: only the run directory.
+    checkpoints: Annotated[str, AfterValidator(_s3_location)] | None = None
     workdir: str | None = None  # synced to each machine for ``run:`` jobs; relative to the file
     ship_secrets: list[str] = []  # secret-looking files to ship anyway (refused by default)
     jobs: Annotated[list[JobSpec], Field(min_length=1)]

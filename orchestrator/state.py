@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from orchestrator.attempts import ATTEMPTS_SCHEMA, AttemptRow, JournalAttempts
 from orchestrator.errors import UnusableDir
 from orchestrator.job_ref import JobRef
 from orchestrator.paths import usable_dir
@@ -37,6 +38,7 @@ __all__ = [
     "MACHINE_HELD",
     "RUN_ACTIVE",
     "TASK_DONE",
+    "AttemptRow",
     "JobRef",
     "Journal",
     "MachineRow",
@@ -144,8 +146,8 @@ class TaskRow:
         return JobRef.from_json(self.job) if self.job else None
 
 
-class Journal:
-    """Thread-safe access to the state database (one connection, one lock)."""
+class Journal(JournalAttempts):
+    """Thread-safe access to the state database (one connection, one lock; attempts mixed in)."""
 
     def __init__(self, path: Path, *, clock: Callable[[], float] = time.time) -> None:
         self.path = Path(path)
@@ -163,7 +165,7 @@ class Journal:
             # In WAL mode NORMAL never corrupts the file; a power cut may drop the last commits.
             # FULL would fsync every state change (~3 per task).
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.executescript(_SCHEMA)
+            self._db.executescript(_SCHEMA + ATTEMPTS_SCHEMA)
             self._migrate()
         except (OSError, sqlite3.Error) as exc:
             raise UnusableDir(f"cannot use the journal {self.path}: {exc}") from exc

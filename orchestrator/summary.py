@@ -10,6 +10,19 @@ from orchestrator.state import Journal
 
 
 @dataclass(frozen=True)
+class AttemptSummary:
+    """One try of a task (issue 16): where it ran, how it ended, what it cost."""
+
+    n: int
+    machine: str
+    instance_id: str | None
+    status: str
+    wall_s: float | None
+    cost_usd: float | None
+    detail: str | None
+
+
+@dataclass(frozen=True)
 class TaskSummary:
     task_id: str
     status: str
@@ -19,6 +32,7 @@ class TaskSummary:
     test_error: float | None
     eigen_error: float | None
     detail: str | None
+    attempts: tuple[AttemptSummary, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -52,14 +66,16 @@ def summarize(journal: Journal, run_id: str) -> RunSummary:
     """A run's table, read through the report's loader (``orchestrator.report.load``): the
     journal's rows (the truth for status, machine and times) joined with what each task's
     files say; works on any past run. A task without ``metrics.json`` (stopped, failed) shows
-    its last recorded epoch's numbers."""
+    its last recorded epoch's numbers. Each task lists its attempts (a machine that went away
+    ends one), so ``summary.json`` shows what every try cost."""
     from orchestrator.report.load import load_run
 
     run = journal.run(run_id)
     if run is None:
         raise KeyError(run_id)
     root = Path(run.runs_dir) / run_id
-    loaded = {t.task_id: t for t in load_run(root, journal).tasks}
+    data = load_run(root, journal)
+    loaded = {t.task_id: t for t in data.tasks}
     rows = []
     for row in journal.tasks(run_id):  # the journal's order and rows; the files add numbers
         t = loaded.get(row.task_id)
@@ -73,6 +89,13 @@ def summarize(journal: Journal, run_id: str) -> RunSummary:
                 test_error=t.test_error if t else None,
                 eigen_error=t.pca.max_rel_error if t and t.pca else None,
                 detail=row.detail,
+                attempts=tuple(
+                    AttemptSummary(
+                        a.n, a.machine, a.instance_id, a.status, a.wall_s, a.cost_usd, a.detail
+                    )
+                    for a in data.attempts
+                    if a.task_id == row.task_id
+                ),
             )
         )
     return RunSummary(run_id, run.status, str(root), tuple(rows))

@@ -68,6 +68,12 @@ def ssm_client(session: boto3.session.Session) -> SSMClient:
     return session.client("ssm", config=_config())
 
 
+def s3_client(session: boto3.session.Session) -> Any:
+    """An S3 client for the session's region (the checkpoint store; no stubs are installed
+    for S3's types, hence ``Any``)."""
+    return session.client("s3", config=_config())
+
+
 def configured_region(profile: str | None = None) -> str | None:
     """The region the standard chain names (``AWS_REGION``, ``AWS_DEFAULT_REGION``, the
     profile's ``region``), or None where it names none or boto3 is missing."""

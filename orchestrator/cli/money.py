@@ -96,14 +96,22 @@ def cmd_cost(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
         return 0
     table = Table(title="spend: forecast vs actual (USD)")
-    for col in ("run", "status", "forecast", "actual", "machines"):
+    for col in ("run", "status", "forecast", "actual", "attempts", "retries", "machines"):
         table.add_column(col)
     for r in rows:
         forecast = "-" if r["forecast_usd"] is None else f"{r['forecast_usd']:.4f}"
         machines = ", ".join(
             f"{m['name']} {m['instance_type'] or ''} ${m['spend_usd']:.4f}" for m in r["machines"]
         )
-        table.add_row(r["run"], r["status"], forecast, f"{r['actual_usd']:.4f}", machines)
+        table.add_row(
+            r["run"],
+            r["status"],
+            forecast,
+            f"{r['actual_usd']:.4f}",
+            str(r["attempts"]),
+            f"{r['retries_usd']:.4f}",
+            machines,
+        )
     console().print(table)
     total = sum(r["actual_usd"] for r in rows)
     console().print(f"total actual spend: ${total:.4f} over {len(rows)} run(s)")

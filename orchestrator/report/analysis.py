@@ -8,7 +8,12 @@ beside the published table, PCA against NumPy, and what it all cost against the 
 
 from __future__ import annotations
 
-from orchestrator.report.costs import has_cost, machine_cost_table, task_cost_table
+from orchestrator.report.costs import (
+    attempts_table,
+    has_cost,
+    machine_cost_table,
+    task_cost_table,
+)
 from orchestrator.report.lecun import PUBLISHED, SOURCE, architecture, same_architecture
 from orchestrator.report.model import RunData, TaskResult
 from orchestrator.report.table import (
@@ -348,4 +353,5 @@ def build_tables(run: RunData, target_error: float = DEFAULT_TARGET_ERROR) -> tu
         tables += [task_cost_table(run), machine_cost_table(run)]
     else:  # a free run (this machine, your own hosts): no table of zeros
         tables = [t.without("usd_per_epoch") for t in tables]
-    return tuple(tables)
+    attempts = attempts_table(run)
+    return tuple(tables if attempts is None else [*tables, attempts])

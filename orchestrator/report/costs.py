@@ -7,7 +7,7 @@ Split from ``report.analysis`` (the experiment's comparisons) to keep each modul
 from __future__ import annotations
 
 from orchestrator.report.model import RunData
-from orchestrator.report.table import FLOAT, SECONDS, TEXT, USD, Cell, Column, Table
+from orchestrator.report.table import FLOAT, INT, SECONDS, TEXT, USD, Cell, Column, Table
 
 
 def task_cost_table(run: RunData) -> Table:
@@ -61,3 +61,36 @@ def has_cost(run: RunData) -> bool:
     """Whether anything in the run was priced above zero (spend, forecast or a task's share)."""
     figures = [run.spend_usd, run.forecast_usd, *(run.task_cost_usd(t) for t in run.tasks)]
     return any(f is not None and f > 0 for f in figures)
+
+
+def attempts_table(run: RunData) -> Table | None:
+    """The tasks that took more than one try (or whose try was cut short), try by try, and
+    what the interrupted tries cost in all: the price of machines going away. None when every
+    task ran in one attempt that was not interrupted, so a calm run's report has no section."""
+    tries: dict[str, int] = {}
+    for a in run.attempts:
+        tries[a.task_id] = tries.get(a.task_id, 0) + 1
+    shown = {a.task_id for a in run.attempts if tries[a.task_id] > 1 or a.interrupted}
+    if not shown:
+        return None
+    cols = (
+        Column("task", "task"),
+        Column("attempt", "attempt", INT),
+        Column("machine", "machine"),
+        Column("instance_id", "instance"),
+        Column("status", "status"),
+        Column("wall_s", "wall s", SECONDS),
+        Column("cost_usd", "cost", USD),
+        Column("detail", "detail"),
+    )
+    rows: list[tuple[Cell, ...]] = [
+        (a.task_id, a.n, a.machine, a.instance_id, a.status, a.wall_s, a.cost_usd, a.detail)
+        for a in run.attempts
+        if a.task_id in shown
+    ]
+    lost = [a for a in run.attempts if a.interrupted]
+    usd = sum(a.cost_usd or 0.0 for a in lost)
+    notes = [f"{len(lost)} interrupted attempt(s) (preempted or lost) cost ${usd:.4f}"]
+    if len(tries) > len(shown):
+        notes.append(f"{len(tries) - len(shown)} other task(s) ran in one attempt")
+    return Table("attempts", "Attempts", cols, tuple(rows), tuple(notes))

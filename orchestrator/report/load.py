@@ -16,8 +16,10 @@ import math
 from pathlib import Path
 from typing import Any
 
+from orchestrator.cost import attempt_costs
 from orchestrator.paths import RunPaths
 from orchestrator.report.model import (
+    AttemptUse,
     EpochRow,
     Hardware,
     MachineUse,
@@ -97,6 +99,7 @@ def load_run(run_dir: Path, journal: Journal | None = None) -> RunData:
         machines=machines,
         forecast_usd=forecast,
         budget_usd=_num(plan.get("budget_usd")),
+        attempts=_attempts(journal, run_id) if journal is not None and run_row else (),
     )
 
 
@@ -268,6 +271,30 @@ def _machines(journal: Journal | None, run_id: str, plan: dict[str, Any]) -> tup
                 spend_usd=spend,
                 forecast_usd=_planned_usd(planned.get(m.name)),
                 basis="journal",
+            )
+        )
+    return tuple(out)
+
+
+def _attempts(journal: Journal, run_id: str) -> tuple[AttemptUse, ...]:
+    """Each try of each task, with the instance it ran on and what it cost."""
+    machines = {m.token: m for m in journal.machines(run_id)}
+    costs = attempt_costs(journal, run_id)
+    out = []
+    for a in journal.attempts(run_id):
+        m = machines.get(a.machine_token)
+        out.append(
+            AttemptUse(
+                task_id=a.task_id,
+                n=a.n,
+                machine=a.machine,
+                instance_id=m.machine_id if m else None,
+                instance_type=m.instance_type if m else None,
+                status=a.status,
+                wall_s=a.wall_s,
+                cost_usd=costs.get((a.task_id, a.n)),
+                detail=a.detail,
+                interrupted=a.interrupted,
             )
         )
     return tuple(out)

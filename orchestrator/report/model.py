@@ -126,6 +126,22 @@ class MachineUse:
 
 
 @dataclass(frozen=True)
+class AttemptUse:
+    """One try of a task on one machine (issue 16: a machine that goes away ends a try)."""
+
+    task_id: str
+    n: int
+    machine: str
+    instance_id: str | None
+    instance_type: str | None
+    status: str
+    wall_s: float | None
+    cost_usd: float | None
+    detail: str | None
+    interrupted: bool  # preempted or lost: its work since the last checkpoint was redone
+
+
+@dataclass(frozen=True)
 class RunData:
     run_id: str
     name: str
@@ -136,6 +152,7 @@ class RunData:
     machines: tuple[MachineUse, ...]
     forecast_usd: float | None
     budget_usd: float | None
+    attempts: tuple[AttemptUse, ...] = ()  # from the journal; none without it
 
     @property
     def spend_usd(self) -> float | None:
