@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from orchestrator.recovery import CheckpointStore
+from orchestrator.checkpoint_store import CheckpointStore
 from orchestrator.workdir import WorkdirSelection
 
 _POLL_MAX_S = 0.5  # polls back off to this, so long tasks cost little

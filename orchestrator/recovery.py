@@ -29,25 +29,17 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Protocol
 
 from infra.errors import TransportError
 from infra.provider import LaunchRequest, Provider
 from infra.tags import machine_tags
 from infra.transport.base import Transport
+from orchestrator.checkpoint_store import CheckpointStore
 from orchestrator.cost import instance_deadline
 
 NOTICE_PREFIX = "[orchestrate] notice:"  # what the task wrapper prints on a spot/rebalance notice
 PREEMPTED_FILE = "preempted.json"  # the wrapper's record that it acted on an interruption notice
 MARKER_FILES = (PREEMPTED_FILE, "rebalance.json", "preempt-now")  # one attempt's, not the next's
-
-
-class CheckpointStore(Protocol):
-    """Where checkpoints also go off the machine (``checkpoints: s3://...``)."""
-
-    def push(self, task_id: str, local_dir: Path) -> int: ...
-
-    def pull(self, task_id: str, local_dir: Path) -> int: ...
 
 
 @dataclass

@@ -32,6 +32,7 @@ from infra.errors import OrchestrateError
 from infra.prices import load_catalog
 from infra.provider import Provider
 from infra.registry import AwsConfig, LocalConfig, SshConfig, config_to_json
+from orchestrator.checkpoint_store import checkpoint_store_for
 from orchestrator.cost import CostGuard
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.errors import (
@@ -212,6 +213,7 @@ def run_experiment(
             # A metadata service for every machine (a fake one in tests, or ssh hosts that
             # are EC2 instances); else each machine's own (METADATA_TAG), if it has one.
             imds_url=os.environ.get("ORCHESTRATE_IMDS_URL") or None,
+            checkpoint_store=checkpoint_store_for(plan.experiment, plan.run_id),
         ),
         guard=CostGuard(journal, plan.run_id, cap_usd=plan.experiment.budget.max_usd),
     )

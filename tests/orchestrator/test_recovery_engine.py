@@ -13,6 +13,7 @@ workspace, so a retry on a new machine finds no checkpoint there but the one tha
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -103,10 +104,8 @@ class ApartProvider(FakeProvider):
     def lose(self, machine_id: str) -> None:
         self.lost.add(machine_id)
         for job in self.jobs.get(machine_id, []):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(job.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
 
 
 def _experiment(extra: str = "") -> str:
