@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from orchestrator.errors import RunBusy
-from orchestrator.state import Journal
+from orchestrator.state import Journal, RunStatus
 
 BEAT_S = 2.0  # how often the holder beats (and looks for a stop request)
 LEASE_TTL_S = 20.0  # a holder silent this long is gone, wherever it ran
@@ -96,6 +96,18 @@ def holder(journal: Journal, run_id: str) -> Holder | None:
     with journal._tx() as db:
         row = db.execute("SELECT * FROM leases WHERE run_id=?", (run_id,)).fetchone()
     return Holder(**dict(row)) if row else None
+
+
+def orphaned(journal: Journal, run_id: str, *, now: float) -> bool:
+    """Whether a run is ``running`` in the journal with nobody running it: its lease lapsed
+    (rule 2: the pid is gone here, or no beat for ``LEASE_TTL_S``, the grace a busy holder
+    gets) or was never taken. Such a run can be attached to and finished (``attach``), which
+    is what a schedule's next firing does with it rather than wait behind it forever."""
+    run = journal.run(run_id)
+    if run is None or run.status != RunStatus.RUNNING:
+        return False
+    current = holder(journal, run_id)
+    return current is None or not current.live(now)
 
 
 def request_stop(journal: Journal, run_id: str, why: str) -> None:

@@ -92,7 +92,11 @@ class S3Store:
 
     def push(self, task_id: str, local_dir: Path) -> int:
         """Upload the files under ``local_dir`` that differ from the task's objects; return
-        how many were sent (0 when nothing changed since the last push)."""
+        how many were sent (0 when nothing changed since the last push). Objects whose file
+        is gone are kept: a push never deletes what an earlier attempt saved."""
+        from boto3.s3.transfer import TransferConfig  # lazily, as every boto3 import here
+
+        config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
         remote = self._listing(task_id)
         sent = 0
         for path in sorted(p for p in Path(local_dir).rglob("*") if p.is_file()):
@@ -100,9 +104,6 @@ class S3Store:
             mine = (path.stat().st_size, local_etag(path))
             if mine in (remote.get(key), self._known.get(key)):
                 continue
-            from boto3.s3.transfer import TransferConfig
-
-            config = TransferConfig(multipart_threshold=PART_BYTES, multipart_chunksize=PART_BYTES)
             with self._errors():
                 self.client.upload_file(str(path), self.bucket, key, Config=config)
             self._known[key] = mine

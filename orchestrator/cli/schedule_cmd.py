@@ -7,6 +7,7 @@ fired run goes through the run service (``orchestrator.runner``) like ``run`` do
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import time
@@ -16,6 +17,7 @@ from typing import Any
 
 from rich.table import Table
 
+from orchestrator.cli.attach_cmd import cmd_attach
 from orchestrator.cli.run import console
 from orchestrator.errors import (
     MachinesUnavailable,
@@ -127,9 +129,10 @@ def cmd_schedule_remove(args: argparse.Namespace) -> int:
     return 0
 
 
-def _callbacks(args: argparse.Namespace) -> tuple[Any, Any]:
-    """The scheduler's two questions, answered by the run service: what would this row's
-    run cost, and run it now (a run that ended badly still ran: its id is returned)."""
+def _callbacks(args: argparse.Namespace) -> tuple[Any, Any, Any]:
+    """The scheduler's three asks, answered by the run service: what would this row's run
+    cost, run it now (a run that ended badly still ran: its id is returned), and finish an
+    orphaned previous run as ``attach RUN`` does (one that ends badly was still finished)."""
 
     def options(row: ScheduleRow) -> RunOptions:
         return RunOptions(
@@ -148,14 +151,21 @@ def _callbacks(args: argparse.Namespace) -> tuple[Any, Any]:
         except (TaskFailed, RunCapped, RunInterrupted, MachinesUnavailable) as ended:
             return ended.run_id
 
-    return forecast, start_run
+    def attach_run(run_id: str) -> None:
+        ns = argparse.Namespace(run=run_id, state_dir=args.state_dir, json=args.json, data_dir=None)
+        with contextlib.suppress(TaskFailed, RunCapped, RunInterrupted, MachinesUnavailable):
+            cmd_attach(ns)
+
+    return forecast, start_run, attach_run
 
 
 def cmd_schedule_tick(args: argparse.Namespace) -> int:
     """Fire what is due now, once: for a system cron line instead of ``scheduler``."""
-    forecast, start_run = _callbacks(args)
+    forecast, start_run, attach_run = _callbacks(args)
     now = args.now or datetime.now(UTC)
-    decisions = tick(_store(args), now=now, forecast=forecast, start_run=start_run)
+    decisions = tick(
+        _store(args), now=now, forecast=forecast, start_run=start_run, attach_run=attach_run
+    )
     for d in decisions:
         line = {
             "schedule": d.schedule,
@@ -171,7 +181,7 @@ def cmd_schedule_tick(args: argparse.Namespace) -> int:
 
 def cmd_scheduler(args: argparse.Namespace) -> int:
     """Stay up and fire each schedule when due (APScheduler), until Ctrl-C."""
-    forecast, start_run = _callbacks(args)
+    forecast, start_run, attach_run = _callbacks(args)
     print("scheduler running; Ctrl-C to stop")
-    serve(_store(args), forecast=forecast, start_run=start_run)
+    serve(_store(args), forecast=forecast, start_run=start_run, attach_run=attach_run)
     return 0

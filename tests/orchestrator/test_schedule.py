@@ -129,7 +129,13 @@ def test_scheduler_catches_up_then_registers_cron_jobs(
     monkeypatch.setattr(BlockingScheduler, "start", fake_start)
     store = _store(tmp_path)
     runs = Runs(store.journal)
-    serve(store, forecast=lambda r: 0.0, start_run=runs, clock=lambda: T0 + timedelta(days=2))
+    serve(
+        store,
+        forecast=lambda r: 0.0,
+        start_run=runs,
+        attach_run=lambda run_id: None,
+        clock=lambda: T0 + timedelta(days=2),
+    )
     assert runs.started == ["run-0"]  # the missed firings, coalesced
     (job,) = seen["jobs"]  # type: ignore[misc]
     assert job[0] == "nightly" and job[2] is True and job[3] == 1
