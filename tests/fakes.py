@@ -16,11 +16,12 @@ from infra.transport.local import LocalTransport
 
 _FAKE_SOURCES = Path(__file__).resolve().parent / "data" / "fake_trainers" / "trainers"
 _REAL_TRAINERS = Path(__file__).resolve().parents[1] / "trainers"
-_REAL_FILES = ("measure.py", "timing.py")  # stdlib-only: shipped as they are, never copied here
+_REAL_FILES = ("measure.py", "spot_notice.py", "timing.py")  # stdlib-only: shipped as they are
 
 
 def _assemble_fake_trainers() -> Path:
-    """The stand-in trainers with the real ``measure.py`` and ``timing.py`` beside them, built
+    """The stand-in trainers with the real ``measure.py`` (and the ``spot_notice.py`` it imports
+    where ``$ORCHESTRATE_IMDS_URL`` is set) and ``timing.py`` beside them, built
     once per test process, so the fakes write exactly what the real wrapper and timing log
     write (issue 15, point 7); removed when the process ends."""
     root = Path(tempfile.mkdtemp(prefix="orchestrate-fake-trainers-")) / "trainers"
