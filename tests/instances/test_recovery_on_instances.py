@@ -75,7 +75,7 @@ def _experiment(tmp_path: Path, epoch_s: float, every_min: float) -> None:
 
 
 def _epochs_streamed(tmp_path: Path) -> int:
-    logs = list((tmp_path / "runs").glob("*/train/task.log"))
+    logs = list((tmp_path / "runs").glob("*/train-cpu/task.log"))
     text = logs[0].read_text(errors="replace") if logs else ""
     return sum(1 for ln in text.splitlines() if ln.startswith("epoch "))
 
@@ -96,9 +96,7 @@ def _result(proc: Any) -> tuple[dict[str, Any], dict[str, Any]]:
 def _nothing_left(env: dict[str, str]) -> None:
     ec2 = ec2_client(env)
     states = [
-        i["State"]["Name"]
-        for r in ec2.describe_instances()["Reservations"]
-        for i in r["Instances"]
+        i["State"]["Name"] for r in ec2.describe_instances()["Reservations"] for i in r["Instances"]
     ]
     assert states and set(states) <= {"terminated", "shutting-down"}, states
 
@@ -118,7 +116,7 @@ def test_a_spot_notice_moves_the_task_to_a_new_instance_from_its_checkpoint(
                 time.sleep(0.2)
             imds.notice_spot(action="terminate", in_s=120)
             while time.monotonic() < deadline:  # the notice is for the first instance only
-                if list((tmp_path / "runs").glob("*/train/attempt-1.preempted.json")):
+                if list((tmp_path / "runs").glob("*/train-cpu/attempt-1.preempted.json")):
                     imds.clear()
                     return
                 time.sleep(0.1)
@@ -127,6 +125,10 @@ def test_a_spot_notice_moves_the_task_to_a_new_instance_from_its_checkpoint(
         proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path, timeout=600)
     summary, result = _result(proc)
     assert summary["counts"] == {"done": 1}, summary
+    attempts = summary["tasks"][0]["attempts"]
+    assert [a["status"] for a in attempts] == ["preempted", "done"], attempts
+    assert "spot interruption notice (terminate at" in attempts[0]["detail"]
+    assert attempts[0]["instance_id"] != attempts[1]["instance_id"]
     booted = [e.instance_id for e in instance_emulator.events if e.what == "booted"]
     assert len(booted) == 2, booted
     first, second = booted
@@ -135,7 +137,7 @@ def test_a_spot_notice_moves_the_task_to_a_new_instance_from_its_checkpoint(
     moved = hosts.index(second)
     assert moved >= 3 and set(hosts[:moved]) == {first} and set(hosts[moved:]) == {second}
     # ... and the first instance ran at most one epoch past the checkpoint that came back.
-    streamed = (Path(summary["run_dir"]) / "train" / "task.log").read_text()
+    streamed = (Path(summary["run_dir"]) / "train-cpu" / "task.log").read_text()
     assert streamed.count("epoch ") <= EPOCHS + 1
     _nothing_left(env)
 
@@ -154,12 +156,18 @@ def test_an_instance_lost_without_notice_redoes_at_most_one_interval(
             time.sleep(0.2)
         container = instance_emulator.containers[_first_instance(instance_emulator)]
         assert container.proc is not None
-        os.killpg(container.proc.pid, signal.SIGKILL)  # power cut: no notice, no shutdown
+        # Power cut: the container's PID 1 killed takes every process of the machine with it
+        # (its sshd and the trainer), with no notice and no shutdown.
+        children = Path(f"/proc/{container.proc.pid}/task/{container.proc.pid}/children")
+        os.kill(int(children.read_text().split()[0]), signal.SIGKILL)
 
     threading.Thread(target=kill_first, daemon=True).start()
     proc = orchestrate(["run", "exp.yaml", "--json"], aws_env, tmp_path, timeout=600)
     summary, result = _result(proc)
     assert summary["counts"] == {"done": 1}, summary
+    attempts = summary["tasks"][0]["attempts"]
+    assert [a["status"] for a in attempts] == ["lost", "done"], attempts
+    assert "stopped answering" in attempts[0]["detail"]
     hosts = result["hosts"]
     first = hosts[0]
     done_first = hosts.count(first)

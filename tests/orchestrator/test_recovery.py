@@ -31,7 +31,10 @@ NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 def _launch(spot: str = "preferred", hours: float = 2.0, price: float = 1.0) -> LaunchRequest:
     req = MachineRequest(
-        run_id="r", name="gpu", spot=spot, deadline=NOW + timedelta(hours=hours)  # type: ignore[arg-type]
+        run_id="r",
+        name="gpu",
+        spot=spot,
+        deadline=NOW + timedelta(hours=hours),  # type: ignore[arg-type]
     )
     return LaunchRequest("fake", req, (), price, "fake gpu")
 
