@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import signal
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,18 +18,10 @@ import numpy as np
 from trainers.checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from trainers.cluster import Cluster
 from trainers.device import DeviceChoice
-from trainers.errors import BadArgument
+from trainers.errors import BadArgument, Stopped
 from trainers.mlp import MlpModel, MnistConfig, MnistMetrics, epoch_order, init_params
 from trainers.optim.config import batch_size_for
 from trainers.timing import TimingLog, read_timing
-
-
-class Stopped(Exception):
-    """A signal asked the run to stop; raised between epochs, once the last one is saved."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.exit_code = 128 + signum
 
 
 def fingerprint(cfg: MnistConfig, n_train: int) -> str:
@@ -89,6 +80,8 @@ def run_training(
        signal number the run raises `Stopped` with the finished epochs saved and logged. It is
        polled, never raised from a signal handler: an exception thrown into Numba- or
        TensorFlow-compiled code while it runs surfaces as a SystemError, not as itself.
+       `PREEMPT_SIGNAL` (SIGUSR1, a spot interruption) stops the same way; the caller ends
+       the log with status ``preempted`` and exits `PREEMPTED_EXIT_CODE` (`trainers.errors`).
     5. With a `cluster` of several workers, only the chief (worker 0) reads and writes the
        checkpoint; every worker then takes the chief's state and epoch count, so all resume
        from the same epoch with the same weights (`trainers.tf_workers`, rule 3).

@@ -5,8 +5,10 @@
 
 Writes OUTDIR/timing.jsonl (as it goes), OUTDIR/manifest.json (at the start) and
 OUTDIR/metrics.json (at the end). Exit codes: 0 ok, 2 bad input, 3 GPU asked for and none
-usable, 143 stopped by SIGTERM and 130 by Ctrl-C (after the log's ``end`` row is written; a
-``--checkpoint-dir`` run started again resumes).
+usable, 75 preempted by SIGUSR1 (a spot interruption, sent by ``trainers.measure``), 143
+stopped by SIGTERM and 130 by Ctrl-C. A signal stops the run once the epoch in progress is
+finished and saved, after the log's ``end`` row (status ``preempted`` or ``stopped``) and
+without metrics.json; a ``--checkpoint-dir`` run started again resumes at the next epoch.
 
 TensorFlow and PyTensor are imported only once the arguments are known to be good and the
 device is chosen, so ``--help`` and argument errors answer at once.
@@ -25,9 +27,8 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from trainers.errors import BadArgument, TrainerError
+from trainers.errors import PREEMPT_SIGNAL, BadArgument, Stopped, TrainerError
 from trainers.mlp import MnistConfig
-from trainers.mlp_run import Stopped
 from trainers.optim.config import OPTIMIZERS, make_optim
 
 FRAMEWORKS = ("tensorflow", "theano")
@@ -139,7 +140,7 @@ def run(cfg: MnistConfig, stop_signal: Callable[[], int | None] = lambda: None) 
         try:
             metrics = run_training(cfg, device, data, log, stop_signal, cluster)
         except Stopped as stop:
-            log.end(status="stopped", signal=str(stop))
+            log.end(status=stop.status, signal=str(stop))
             raise
         except TrainerError as exc:
             log.end(status="error", error=str(exc))
@@ -157,7 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # Only note it: the loop stops after the epoch in progress (see run_training rule 4).
         received.append(signum)
 
-    previous = {s: signal.signal(s, note) for s in (signal.SIGTERM, signal.SIGINT)}
+    stops = (signal.SIGTERM, signal.SIGINT, PREEMPT_SIGNAL)
+    previous = {s: signal.signal(s, note) for s in stops}
     try:
         cfg = parse_config(sys.argv[1:] if argv is None else argv)
         metrics = run(cfg, lambda: received[0] if received else None)
@@ -165,7 +167,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"trainers.mnist: error: {exc}", file=sys.stderr)
         return exc.exit_code
     except Stopped as exc:
-        print(f"trainers.mnist: stopped by {exc}", file=sys.stderr)
+        if exc.preempted:
+            print(f"trainers.mnist: preempted ({exc}): finished epochs are saved", file=sys.stderr)
+        else:
+            print(f"trainers.mnist: stopped by {exc}", file=sys.stderr)
         return exc.exit_code
     finally:
         for s, handler in previous.items():

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import signal
 import sys
 import time
 from collections.abc import Callable
@@ -47,7 +48,7 @@ import numpy as np
 from trainers.chunks import RowChunks, column_stats, write_npy_once
 from trainers.data import default_cache_dir, load_mnist
 from trainers.device import choose_device
-from trainers.errors import BadArgument, DataError, TrainerError
+from trainers.errors import PREEMPT_SIGNAL, BadArgument, DataError, Stopped, TrainerError
 from trainers.manifest import write_manifest
 from trainers.pca_block import BlockSettings, BlockStats, block_ascent
 from trainers.pca_reference import compare, numpy_reference
@@ -183,17 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run one PCA; exit 0 ok, 2 bad argument or data, 3 requested device unavailable."""
+    """Run one PCA; exit 0 ok, 2 bad argument or data, 3 requested device unavailable, 75
+    preempted (SIGUSR1: stopped at the next ascent step; a restart recomputes, in seconds)."""
     args = build_parser().parse_args(argv)
+    received: list[int] = []
+    previous = signal.signal(PREEMPT_SIGNAL, lambda signum, frame: received.append(signum))
     try:
-        _run(args)
+        _run(args, received)
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except Stopped as exc:
+        print(f"pca: preempted ({exc}); nothing is saved, a restart recomputes", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        signal.signal(PREEMPT_SIGNAL, previous)
     return 0
 
 
-def _run(args: argparse.Namespace) -> None:
+def _run(args: argparse.Namespace, received: list[int]) -> None:
     _check_args(args)
     started = time.time()
     choice = choose_device(args.framework, args.device, allow_cpu_fallback=args.allow_cpu_fallback)
@@ -248,8 +257,15 @@ def _run(args: argparse.Namespace) -> None:
                 flush=True,
             )
 
+        def apply(v: np.ndarray) -> np.ndarray:
+            # Every ascent step calls this once: the boundary where a preemption stops the run.
+            if received:
+                log.end(status="preempted", signal=signal.Signals(received[0]).name)
+                raise Stopped(received[0])
+            return op.apply(v)
+
         t1 = time.perf_counter()
-        found, stats = _solve(args, op.apply, chunks.d, n_norm, on_component)
+        found, stats = _solve(args, apply, chunks.d, n_norm, on_component)
         solve_s = time.perf_counter() - t1
         total_variance = squares / n_norm
         metrics = {
