@@ -86,9 +86,10 @@ def task_command(
     }
     if imds := metadata_url or machine.tags.get(METADATA_TAG):
         env["ORCHESTRATE_IMDS_URL"] = imds
-        env["ORCHESTRATE_PREEMPT_SIGNAL"] = "TERM" if task.is_script else "USR1"
-        if poll := os.environ.get("ORCHESTRATE_IMDS_POLL_S"):  # how often it looks (tests)
-            env["ORCHESTRATE_IMDS_POLL_S"] = poll
+    # Also how a drained machine (``preempt-now`` in the task's out folder) stops its task.
+    env["ORCHESTRATE_PREEMPT_SIGNAL"] = "TERM" if task.is_script else "USR1"
+    if poll := os.environ.get("ORCHESTRATE_IMDS_POLL_S"):  # how often the wrapper looks (tests)
+        env["ORCHESTRATE_IMDS_POLL_S"] = poll
     if not task.is_script:
         # TensorFlow's C++ notices (oneDNN, cuda probing) would become the task's status line.
         env["TF_CPP_MIN_LOG_LEVEL"] = "2"

@@ -231,10 +231,6 @@ def test_the_docstring_check_can_fail(tmp_path: Path) -> None:
 # Public and used by nothing in the four packages, on purpose.
 UNUSED_ON_PURPOSE = {
     ("orchestrator/events.py", "RecordingReporter"): "a test double shipped with the library",
-    # Issue 16: the engine's retry loop calls these (the lead's branch); drop them on merge.
-    ("orchestrator/attempts.py", "JournalAttempts.attempt_started"): "#16 engine calls it",
-    ("orchestrator/attempts.py", "JournalAttempts.attempt_ended"): "#16 engine calls it",
-    ("orchestrator/checkpoint_store.py", "checkpoint_store_for"): "#16 engine calls it",
 }
 
 

@@ -42,6 +42,13 @@ from tests.mnist_data import MNIST_DIR, needs_mnist
 
 pytestmark = [needs_mnist, pytest.mark.slow]
 
+
+@pytest.fixture(autouse=True)
+def _wrapper_looks_often(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The task wrapper checks for a drain file every 0.1 s, not every 5 s."""
+    monkeypatch.setenv("ORCHESTRATE_IMDS_POLL_S", "0.1")
+
+
 TRAINERS = Path(__file__).resolve().parents[2] / "trainers"
 TASK = "mnist-tensorflow-sgd-cpu"
 EPOCHS = 6
