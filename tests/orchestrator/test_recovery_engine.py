@@ -24,12 +24,16 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from moto import mock_aws
 
+from infra.aws.checkpoints import S3Store
 from infra.errors import ConnectError
 from infra.provider import Machine, MachineRequest
 from infra.transport.base import Job, JobStatus, Result, SyncStats
 from infra.transport.local import LocalTransport
+from orchestrator.checkpoint_store import CheckpointStore
 from orchestrator.cost import CostGuard
 from orchestrator.engine import Engine, EngineConfig
 from orchestrator.events import RecordingReporter
@@ -131,6 +135,7 @@ def _run(
     cap_usd: float | None = None,
     checkpoint_every_s: float = 300.0,
     when_epoch: tuple[int, str] | None = None,
+    store: CheckpointStore | None = None,
 ) -> tuple[RunSummary, Journal]:
     """Run the one-task experiment; with ``when_epoch`` (n, "notice"|"lose"), interrupt the
     first machine once its trainer logged epoch n."""
@@ -155,6 +160,7 @@ def _run(
             recovery_capacity=exp.recovery.capacity,
             retries=exp.recovery.retries,
             checkpoint_every_s=checkpoint_every_s,
+            checkpoint_store=store,
         ),
         guard=CostGuard(journal, "run-1", cap_usd=cap_usd),
     )
@@ -236,6 +242,24 @@ def test_a_machine_lost_without_notice_costs_at_most_one_checkpoint_interval(
     assert metrics["resumed_from_epoch"] >= 2
     assert metrics["epochs_run"] + metrics["resumed_from_epoch"] == EPOCHS
     assert provider.machines == {}
+
+
+@mock_aws
+def test_checkpoints_also_go_to_s3_and_a_retry_can_start_from_there(tmp_path: Path) -> None:
+    s3 = boto3.client("s3", region_name="us-east-1")
+    s3.create_bucket(Bucket="keep-ckpt")
+    store = S3Store("s3://keep-ckpt/exp/run-1", "us-east-1", client=s3)
+    provider = ApartProvider(tmp_path / "m")
+    summary, journal = _run(tmp_path, provider, when_epoch=(2, "notice"), store=store)
+
+    assert summary.status == "done", summary.tasks
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="keep-ckpt")["Contents"]]
+    assert f"exp/run-1/{TASK}/mlp.npz" in keys
+    # A laptop without the run directory gets the same checkpoint from the bucket.
+    elsewhere = tmp_path / "elsewhere"
+    assert store.pull(TASK, elsewhere) == 1
+    here = tmp_path / "runs" / "run-1" / TASK / "checkpoints" / "mlp.npz"
+    assert (elsewhere / "mlp.npz").read_bytes() == here.read_bytes()
 
 
 def test_a_recovery_the_budget_cannot_carry_is_refused_and_the_run_is_capped(
