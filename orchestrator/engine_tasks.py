@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from infra.errors import TransportError
+from infra.errors import ConnectError
 from infra.provider import Machine
 from infra.transport.base import Job, Transport
 from orchestrator.engine_config import EngineConfig
@@ -206,7 +206,7 @@ class TaskSteps:
                 script = collect_outputs(ws.work, out, task.outputs, newer_than=started)
                 transport.run(["sh", "-c", script], check=False)
             transport.get_tree(out, local_dir)
-        except TransportError as exc:
+        except ConnectError as exc:  # the machine, not the task: a refused file stays a failure
             if attempt is None:
                 raise
             why = f"{attempt[0]} stopped answering ({str(exc).splitlines()[0][:200]})"
