@@ -53,7 +53,8 @@ def wrapper_script(
         note = shlex.quote(f"[orchestrate] no such directory: {cwd}")  # cwd may hold a '
         cd_part = (
             f"cd {shlex.quote(cwd)} || {{ echo {note} "
-            f'>> {shlex.quote(log)}; echo 97 > "$job/exit_code"; kill $beat; exit 97; }}'
+            f'>> {shlex.quote(log)}; echo 97 > "$job/exit_code.tmp"; '
+            f'mv "$job/exit_code.tmp" "$job/exit_code"; kill $beat; exit 97; }}'
         )
     return _WRAPPER.format(
         job=shlex.quote(job_dir),

@@ -41,7 +41,8 @@ sys.exit(9)
 def _measure(tmp_path: Path, **env: str) -> tuple[subprocess.Popen[str], Path]:
     out, child = tmp_path / "out", tmp_path / "child"
     child.mkdir()
-    argv = [sys.executable, "-S", "-m", "trainers.measure", "--out", str(out), "--",
+    # Without -S (unlike the engine's command line): coverage then follows the wrapper too.
+    argv = [sys.executable, "-m", "trainers.measure", "--out", str(out), "--",
             sys.executable, "-S", "-c", CHILD, str(child)]  # fmt: skip
     base = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATE_")}
     proc = subprocess.Popen(
