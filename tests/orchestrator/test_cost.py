@@ -12,7 +12,7 @@ from infra.prices import load_catalog
 from infra.provider import MachineRequest
 from orchestrator.cost import CostGuard, instance_deadline, ledger
 from orchestrator.engine import Engine, EngineConfig
-from orchestrator.events import RecordingReporter, TaskEvent
+from orchestrator.events import RecordingReporter
 from orchestrator.plan import MachineOffer, make_plan
 from orchestrator.specfile import parse_experiment
 from orchestrator.state import Journal
@@ -84,11 +84,13 @@ def test_guard_caps_a_running_experiment(tmp_path: Path, monkeypatch: pytest.Mon
         ),
     )
 
+    timing = tmp_path / "ws" / "run-1" / "out" / "mnist-tensorflow-sgd-cpu" / "timing.jsonl"
+
     def later() -> None:  # once the first task has written an epoch, jump 2 hours ahead
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            if any(isinstance(e, TaskEvent) and e.state == "running" for e in reporter.events):
-                time.sleep(0.5)
+            written = timing.read_text() if timing.exists() else ""
+            if '"epoch": 1' in written:  # on the machine: not a fixed sleep, which load beats
                 clock.offset = 2 * 3600
                 return
             time.sleep(0.05)
