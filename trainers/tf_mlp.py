@@ -1,9 +1,11 @@
-"""The MNIST MLP in TensorFlow's own primitives: tf.Variable, tf.GradientTape, tf.function.
+"""The MNIST MLP in TensorFlow's own primitives: tf.Variable, raw ops, tf.function.
 
-No Keras: the point is to show (and time) the update rules written out. One `tf.function` runs
-a whole epoch — the batch loop is a graph `while` loop over slices of a device-resident
-permutation — so Python is entered once per epoch, not once per step. That keeps batch-of-one
-`sgd` usable and gives a 784-300-10 net at batch 500 about the throughput ARCHITECTURE.md quotes.
+No Keras: the point is to show (and time) the update rules written out. The backward pass is
+written out too (`TfMlp._loss_and_grads`), with fewer ops per step than a GradientTape records
+(issue 18). One `tf.function` runs a whole epoch — the batch loop is a graph `while` loop over
+slices of a device-resident permutation — so Python is entered once per epoch, not once per
+step. That keeps batch-of-one `sgd` usable and gives a 784-300-10 net at batch 500 about the
+throughput ARCHITECTURE.md quotes.
 
 TensorFlow is imported here only; `trainers.mnist` imports this module only when asked for it,
 after `trainers.device` has hidden or chosen the GPU.
