@@ -8,19 +8,24 @@ Run from the repository root (as a module: run as a file, this name would shadow
 Same net (784-300-10 ReLU, softmax cross-entropy), same data (full MNIST, 60,000 samples), same
 batch and the same plain SGD rule for all three contestants:
 
-1. ``tf loop``: `trainers.tf_mlp.TfMlp` (tf.Variable + GradientTape, one tf.function per epoch);
+1. ``tf loop``: `trainers.tf_mlp.TfMlp` (tf.Variable, backward written out, one tf.function per
+   epoch);
 2. ``keras fit``: `keras.Sequential` of two Dense layers, ``SGD`` optimizer, ``model.fit``;
 3. ``pytensor``: `trainers.pt_mlp.PtMlp` (shared variables, grad, function(updates=...), Numba).
 
 Honest measurement (issue 18): **every contestant runs in its own process**. Sharing one
 process made TensorFlow's thread pools and Numba's/OpenBLAS's compete (threads of one library
 spin-waiting while the other computes) and under-reported TF by up to 3x on some hosts. The
-parent starts one child per contestant plus a ``gemm`` child; each child loads MNIST, compiles
+parent starts one child per contestant plus two ``gemm`` children; each child loads MNIST, compiles
 and runs one untimed warm-up epoch, then waits on its stdin. Rounds follow: in each, the parent
 asks every child in turn (the order rotates) for one timed epoch, with a short pause between
 turns so no idle child's spinning threads steal from the next; a burst of load from elsewhere
-on the machine thus hits all of them alike. The ``gemm`` child times a 2048² float32 matrix
-product (NumPy's BLAS) in its turn: the machine's attainable FLOP rate in that same round.
+on the machine thus hits all of them alike. Two ``gemm`` children time a 2048² float32 matrix
+product in their turns, one with NumPy's BLAS (OpenBLAS) and one with TensorFlow's (oneDNN):
+the machine's attainable FLOP rate in that same round is the better of the two. Both are
+needed: an environment may pin OpenBLAS to older kernels (``OPENBLAS_CORETYPE=Haswell``, i.e.
+AVX2 on an AVX-512 CPU, which halves its rate), and a bound from that alone would flatter
+every contestant whose GEMMs do not go through OpenBLAS.
 
 The bound: GEMM FLOP/s divided by the FLOPs one sample costs (forward 2·(784·300 + 300·10),
 backward twice that minus the unused input gradient: 958.8k for 784-300-10). Each contestant's
@@ -122,18 +127,27 @@ def keras_fit(data: Any, hidden: int, batch: int, lr: float) -> EpochFn:
     return run_epoch
 
 
-def gemm_rate(size: int = 2048, repeats: int = 5) -> float:
-    """Best FLOP/s of ``repeats`` float32 size² matrix products (NumPy's BLAS)."""
+def gemm_rate(library: str, size: int = 2048, repeats: int = 5) -> float:
+    """Best FLOP/s of ``repeats`` float32 size² matrix products by NumPy's or TensorFlow's BLAS.
+
+    Two libraries because either may be the faster on a given host (module docstring).
+    """
     import numpy as np
 
     rng = np.random.default_rng(0)
     a = rng.standard_normal((size, size), dtype=np.float32)
     b = rng.standard_normal((size, size), dtype=np.float32)
-    a @ b  # noqa: B018 (warm-up: BLAS threads start, pages fault in)
+    product: Callable[[], object] = lambda: a @ b  # noqa: E731
+    if library == "tensorflow":
+        import tensorflow as tf
+
+        ta, tb = tf.constant(a), tf.constant(b)
+        product = lambda: tf.matmul(ta, tb).numpy()  # noqa: E731 (.numpy() waits for it)
+    product()  # warm-up: BLAS threads start, pages fault in
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        a @ b  # noqa: B018
+        product()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * size**3 / best
 
@@ -151,12 +165,16 @@ CONTESTANTS: dict[str, Callable[[Any, int, int, float], EpochFn]] = {
 }
 
 
+# The GEMM children: their name and the library each times.
+GEMMS = {"gemm": "numpy", "gemm tf": "tensorflow"}
+
+
 def child(name: str, args: argparse.Namespace) -> None:
     """One contestant in this process: warm up, say ``ready``, then one epoch per ``go``."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = sys.stdout
-    if name == "gemm":
-        run: Callable[[int], float] = lambda _epoch: gemm_rate()  # noqa: E731
+    if name in GEMMS:
+        run: Callable[[int], float] = lambda _epoch: gemm_rate(GEMMS[name])  # noqa: E731
         run(0)
     else:
         from trainers.data import load_mnist
@@ -222,7 +240,7 @@ def measure(args: argparse.Namespace) -> dict[str, list[float]]:
     Children are started one at a time (their imports and compiles would otherwise compete)
     and each waits, blocked on its stdin, while the others run.
     """
-    names = ["gemm", *CONTESTANTS]
+    names = [*GEMMS, *CONTESTANTS]
     children: list[Child] = []
     try:
         for name in names:
@@ -249,15 +267,17 @@ def machine_line() -> str:
 
     cpu = cpu_info()
     v = framework_versions()
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
     return (
         f"{cpu.get('model')}, {cpu.get('logical_cores')} logical cores "
         f"({len(os.sched_getaffinity(0))} usable); tensorflow-cpu {v.get('tensorflow-cpu')}, "
-        f"pytensor {v.get('pytensor')}, numba {v.get('numba')}, numpy {v.get('numpy')}"
+        f"pytensor {v.get('pytensor')}, numba {v.get('numba')}, numpy {v.get('numpy')}; "
+        + (f"OPENBLAS_CORETYPE={coretype}" if coretype else "OPENBLAS_CORETYPE unset")
     )
 
 
 ROWS = [
-    ("tf loop", "TensorFlow: tf.Variable + GradientTape, tf.function per epoch"),
+    ("tf loop", "TensorFlow: tf.Variable + backward written out, tf.function per epoch"),
     ("keras fit", "TensorFlow: keras.Sequential + model.fit"),
     ("pytensor", "PyTensor (theano): shared + grad + function(updates), Numba"),
 ]
@@ -265,10 +285,15 @@ ROWS = [
 
 def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
     med = {k: statistics.median(v) for k, v in values.items()}
-    gemm = med["gemm"]
+    lib = max(GEMMS, key=lambda k: med[k])  # the faster BLAS on this host sets the bound
+    gemm = med[lib]
     per_sample = flops_per_sample((784, args.hidden, 10))
     bound = gemm / per_sample
-    best_bound = max(values["gemm"]) / per_sample  # the quietest moment, for the best epochs
+    best_bound = max(values[lib]) / per_sample  # the quietest moment, for the best epochs
+    rates = ", ".join(
+        f"{GEMMS[k]} {med[k] / 1e9:.1f} ({min(values[k]) / 1e9:.1f}..{max(values[k]) / 1e9:.1f})"
+        for k in GEMMS
+    )
     keras, tf = med["keras fit"], med["tf loop"]
     lines = [
         SECTION,
@@ -280,8 +305,8 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
         f"SGD (lr {args.learning_rate}); median of {args.epochs} timed epochs after a warm-up "
         "epoch; **each contestant in its own process**, taking turns epoch by epoch. Command: "
         "`.venv/bin/python -m benchmarks.trainers`.",
-        f"Bound: 2048² float32 GEMM measured in the same rounds, {gemm / 1e9:.1f} GFLOP/s "
-        f"(median; {min(values['gemm']) / 1e9:.1f}..{max(values['gemm']) / 1e9:.1f}), over "
+        f"Bound: 2048² float32 GEMM measured in the same rounds, GFLOP/s median (min..max): "
+        f"{rates}; the better, {GEMMS[lib]}'s {gemm / 1e9:.1f} GFLOP/s, over "
         f"{per_sample / 1e3:.1f}k FLOPs per sample = {bound:,.0f} samples/s.",
         "",
         "| contestant | what | samples/s (median) | min..max | vs Keras fit | vs tf loop "
@@ -320,7 +345,7 @@ def main() -> None:
     p.add_argument(
         "--skip-pca", action="store_true", help="only the MLP; benchmarks/pca.py runs PCA alone"
     )
-    p.add_argument("--child", choices=["gemm", *CONTESTANTS], help=argparse.SUPPRESS)
+    p.add_argument("--child", choices=[*GEMMS, *CONTESTANTS], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
         child(args.child, args)

@@ -64,9 +64,14 @@ class PtMlp:
 
         idx = pt.ivector("idx")
         xb, yb = self._x[idx], self._y1h[idx]
-        log_p = pt.special.log_softmax(self._logits(pt, xb), axis=1)
+        logits = self._logits(pt, xb)
+        log_p = pt.special.log_softmax(logits, axis=1)
         loss = -pt.mean(pt.sum(yb * log_p, axis=1))
-        grads = cast(list[Any], grad(loss, self._params))
+        # The gradient of the mean cross-entropy w.r.t. the logits is given, not derived:
+        # (softmax − onehot) / B. Differentiating log_softmax instead leaves a softmax, a row
+        # sum and two products per step in the graph (issue 18); `grad` does the layers below.
+        d_logits = (pt.exp(log_p) - yb) / pt.cast(idx.shape[0], "float32")
+        grads = cast(list[Any], grad(None, self._params, known_grads={logits: d_logits}))
         updates = pt_rules.make_updates(pt, optim, self._params, grads, self._slots, self._t)
         self._step = function([idx], loss, updates=updates, mode=self._mode)
         pred = pt.argmax(self._logits(pt, self._x_test), axis=1)

@@ -1,9 +1,11 @@
-"""The MNIST MLP in TensorFlow's own primitives: tf.Variable, tf.GradientTape, tf.function.
+"""The MNIST MLP in TensorFlow's own primitives: tf.Variable, raw ops, tf.function.
 
-No Keras: the point is to show (and time) the update rules written out. One `tf.function` runs
-a whole epoch — the batch loop is a graph `while` loop over slices of a device-resident
-permutation — so Python is entered once per epoch, not once per step. That keeps batch-of-one
-`sgd` usable and gives a 784-300-10 net at batch 500 about the throughput ARCHITECTURE.md quotes.
+No Keras: the point is to show (and time) the update rules written out. The backward pass is
+written out too (`TfMlp._loss_and_grads`), with fewer ops per step than a GradientTape records
+(issue 18). One `tf.function` runs a whole epoch — the batch loop is a graph `while` loop over
+slices of a device-resident permutation — so Python is entered once per epoch, not once per
+step. That keeps batch-of-one `sgd` usable and gives a 784-300-10 net at batch 500 about the
+throughput ARCHITECTURE.md quotes.
 
 TensorFlow is imported here only; `trainers.mnist` imports this module only when asked for it,
 after `trainers.device` has hidden or chosen the GPU.
@@ -75,6 +77,36 @@ class TfMlp:
                 h = tf.nn.relu(h)
         return h
 
+    def _loss_and_grads(self, xb: Any, yb: Any) -> tuple[Any, list[Any]]:
+        """Per-sample losses of a batch and the gradient of their mean, backpropagated by hand.
+
+        Written out rather than taped (issue 18): the loss op already returns softmax − onehot,
+        the gradient w.r.t. the logits, and each layer then needs just its two matmuls, a bias
+        sum and a ReluGrad on the kept activation. The tape's version adds about a dozen small
+        ops per step (mean, broadcasts, reshapes), each a dispatch on a 2-core host where a
+        whole step is ~2 ms. The equations are `trainers.mlp.loss_and_grads`'.
+        """
+        tf = self._tf
+        n_layers = len(self._params) // 2
+        acts = [xb]
+        h = xb
+        for i in range(n_layers):
+            h = tf.nn.bias_add(tf.matmul(h, self._params[2 * i]), self._params[2 * i + 1])
+            if i < n_layers - 1:
+                h = tf.nn.relu(h)
+                acts.append(h)
+        per_sample, backprop = tf.raw_ops.SparseSoftmaxCrossEntropyWithLogits(features=h, labels=yb)
+        delta = backprop / tf.cast(tf.shape(yb)[0], tf.float32)
+        grads: list[Any] = [None] * len(self._params)
+        for i in reversed(range(n_layers)):
+            grads[2 * i] = tf.matmul(acts[i], delta, transpose_a=True)
+            grads[2 * i + 1] = tf.reduce_sum(delta, axis=0)
+            if i > 0:
+                back = tf.matmul(delta, self._params[2 * i], transpose_b=True)
+                # The ReLU's output is positive exactly where its input was: one mask for both.
+                delta = tf.raw_ops.ReluGrad(gradients=back, features=acts[i])
+        return per_sample, grads
+
     def _epoch(self, order: Any) -> Any:
         tf = self._tf
         n = tf.shape(order)[0]
@@ -83,14 +115,9 @@ class TfMlp:
         total = tf.constant(0.0, tf.float32)
         for i in tf.range(steps):
             idx = order[i * batch : tf.minimum((i + 1) * batch, n)]
-            xb = tf.gather(self._x, idx)
-            yb = tf.gather(self._y, idx)
-            with tf.GradientTape() as tape:
-                per_sample = tf.nn.sparse_softmax_cross_entropy_with_logits(
-                    labels=yb, logits=self._logits(xb)
-                )
-                loss = tf.reduce_mean(per_sample)
-            grads = tape.gradient(loss, self._params)
+            per_sample, grads = self._loss_and_grads(
+                tf.gather(self._x, idx), tf.gather(self._y, idx)
+            )
             tf_rules.apply_updates(tf, self._optim, self._params, grads, self._slots, self._t)
             total += tf.reduce_sum(per_sample)
         return total / tf.cast(tf.maximum(n, 1), tf.float32)

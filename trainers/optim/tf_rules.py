@@ -36,7 +36,11 @@ def apply_updates(
     lr, eps = cfg.learning_rate, cfg.epsilon
     if cfg.name in ("gd", "sgd", "minibatch"):
         for w, g in zip(params, grads, strict=True):
-            w.assign_sub(lr * g)
+            # TensorFlow's own fused kernel: w -= lr·g in one in-place pass over w, where
+            # `w.assign_sub(lr * g)` is two ops and a temporary the size of w (issue 18).
+            tf.raw_ops.ResourceApplyGradientDescent(
+                var=w.handle, alpha=tf.constant(lr, w.dtype), delta=g
+            )
     elif cfg.name in ("momentum", "nesterov"):
         mu = cfg.momentum
         for w, g, v in zip(params, grads, slots["velocity"], strict=True):
