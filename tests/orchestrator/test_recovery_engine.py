@@ -2,7 +2,8 @@
 task. The real MNIST trainer runs (small subset) on in-memory machines, each with its own
 workspace, so a retry on a new machine finds no checkpoint there but the one that came back.
 
-- A notice (the wrapper's ``preempt-now`` drain file) mid-training: the attempt ends
+- A spot notice (from a fake IMDSv2 on loopback, which every machine's task wrapper watches)
+  or the wrapper's ``preempt-now`` drain file, mid-training: the attempt ends
   ``preempted``, the machine is released, a new one acquired, training resumes after the
   checkpointed epoch and ends with the same test error as an uninterrupted run.
 - A machine that stops answering (its processes killed, every call refused): the attempt ends
@@ -20,11 +21,13 @@ import shutil
 import signal
 import threading
 import time
+import zipfile
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import boto3
+import numpy as np
 import pytest
 from moto import mock_aws
 
@@ -42,6 +45,7 @@ from orchestrator.specfile import parse_experiment
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
 from tests.fakes import FakeProvider
+from tests.imds import FakeImds
 from tests.mnist_data import MNIST_DIR, needs_mnist
 
 pytestmark = [needs_mnist, pytest.mark.slow]
@@ -136,9 +140,12 @@ def _run(
     checkpoint_every_s: float = 300.0,
     when_epoch: tuple[int, str] | None = None,
     store: CheckpointStore | None = None,
+    imds: FakeImds | None = None,
 ) -> tuple[RunSummary, Journal]:
-    """Run the one-task experiment; with ``when_epoch`` (n, "notice"|"lose"), interrupt the
-    first machine once its trainer logged epoch n."""
+    """Run the one-task experiment; with ``when_epoch`` (n, "notice"|"imds"|"lose"), interrupt
+    the first machine once its trainer logged epoch n: its drain file, a spot notice from
+    ``imds`` (every machine watches it; cleared once the first attempt ended), or a loss
+    ("lose-pulled": a loss once epoch n's checkpoint came back)."""
     exp = parse_experiment(_experiment(extra), "keep.yaml")
     offer = MachineOffer(MachineRequest(run_id="run-1", name="cpu"), slots=1, gpus=0)
     plan = make_plan(
@@ -161,27 +168,51 @@ def _run(
             retries=exp.recovery.retries,
             checkpoint_every_s=checkpoint_every_s,
             checkpoint_store=store,
+            imds_url=imds.url if imds is not None else None,
         ),
         guard=CostGuard(journal, "run-1", cap_usd=cap_usd),
     )
     if when_epoch is not None:
         threading.Thread(
-            target=_interrupt, args=(provider, *when_epoch), daemon=True, name="interrupter"
+            target=_interrupt,
+            args=(provider, *when_epoch, imds, tmp_path / "runs" / "run-1" / TASK),
+            daemon=True,
+            name="interrupter",
         ).start()
     return engine.run(plan), journal
 
 
-def _interrupt(provider: ApartProvider, epoch: int, how: str) -> None:
+def _interrupt(
+    provider: ApartProvider, epoch: int, how: str, imds: FakeImds | None, task_dir: Path
+) -> None:
     out = provider.root / "fake-1" / "run-1" / "out" / TASK
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        if _epochs_logged(out / "timing.jsonl") >= epoch:
-            if how == "notice":
-                (out / "preempt-now").touch()
-            else:
-                provider.lose("fake-1")
-            return
-        time.sleep(0.02)
+        if how == "lose-pulled":  # once a pull-back brought epoch n's checkpoint here
+            if _checkpoint_epoch(task_dir / "checkpoints" / "mlp.npz") >= epoch:
+                break
+        elif _epochs_logged(out / "timing.jsonl") >= epoch:
+            break
+        time.sleep(0.01)
+    if how == "notice":
+        (out / "preempt-now").touch()
+    elif how == "imds" and imds is not None:
+        imds.notice_spot(action="terminate", in_s=120)
+        while time.monotonic() < deadline:  # the notice was for the first machine only
+            if (task_dir / "attempt-1.preempted.json").exists():
+                imds.clear()
+                return
+            time.sleep(0.02)
+    else:
+        provider.lose("fake-1")
+
+
+def _checkpoint_epoch(path: Path) -> int:
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return int(json.loads(str(npz["meta"]))["epoch"])
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+        return 0  # not there yet, or being copied
 
 
 def _epochs_logged(timing: Path) -> int:
@@ -202,7 +233,8 @@ def test_a_preempted_task_resumes_on_a_new_machine_with_the_same_result(tmp_path
     reference = _metrics(tmp_path / "straight")
 
     provider = ApartProvider(tmp_path / "m")
-    summary, journal = _run(tmp_path, provider, when_epoch=(2, "notice"))
+    with FakeImds() as imds:
+        summary, journal = _run(tmp_path, provider, when_epoch=(2, "imds"), imds=imds)
 
     assert summary.status == "done", summary.tasks
     attempts = journal.attempts("run-1")
@@ -210,7 +242,7 @@ def test_a_preempted_task_resumes_on_a_new_machine_with_the_same_result(tmp_path
         (1, "cpu", "preempted"),
         (2, "cpu", "done"),
     ]
-    assert "preempt-now" in (attempts[0].detail or "")
+    assert "spot interruption notice (terminate at" in (attempts[0].detail or "")
     tokens = {a.machine_token for a in attempts}
     assert len(tokens) == 2  # two machines, the first released
     assert [c for c in provider.calls if c[0] == "release"][0] == ("release", "fake-1")
@@ -230,15 +262,17 @@ def test_a_machine_lost_without_notice_costs_at_most_one_checkpoint_interval(
     tmp_path: Path,
 ) -> None:
     provider = ApartProvider(tmp_path / "m")
-    summary, journal = _run(tmp_path, provider, checkpoint_every_s=0.2, when_epoch=(3, "lose"))
+    summary, journal = _run(
+        tmp_path, provider, checkpoint_every_s=0.2, when_epoch=(2, "lose-pulled")
+    )
 
     assert summary.status == "done", summary.tasks
     attempts = journal.attempts("run-1")
     assert [a.status for a in attempts] == ["lost", "done"]
     assert "stopped answering" in (attempts[0].detail or "")
     metrics = _metrics(tmp_path)
-    # Epochs 1..3 were logged before the loss; the interval (0.2 s, under an epoch) brought
-    # back at least epoch 2's checkpoint.
+    # The machine died after a pull-back (every 0.2 s while it ran) had brought epoch 2's
+    # checkpoint here: the retry on the new machine starts from it, not from scratch.
     assert metrics["resumed_from_epoch"] >= 2
     assert metrics["epochs_run"] + metrics["resumed_from_epoch"] == EPOCHS
     assert provider.machines == {}
