@@ -59,11 +59,18 @@ def test_tasks_spread_over_two_hosts_and_come_back(
         ],
     }
     (tmp_path / "exp.yaml").write_text(yaml.safe_dump(exp))
+    # The first task waits for a second one to start: with one slot per host that one runs on
+    # the other host, however long that host takes to come up (without it, under load, the
+    # faster host had run all four). Settings ride with the shipped code: SSH tasks do not
+    # get this process's environment.
+    trainers = tmp_path / "src" / "trainers"
+    shutil.copytree(FAKE_TRAINERS, trainers)
+    settings = {"FAKE_EPOCH_S": "0.2", "FAKE_MEET_DIR": str(tmp_path / "meet"), "FAKE_MEET_N": "2"}
+    (trainers / "fake_env.json").write_text(json.dumps(settings))
     env = dict(
         os.environ,
-        ORCHESTRATE_TRAINERS_SRC=str(FAKE_TRAINERS),
+        ORCHESTRATE_TRAINERS_SRC=str(trainers),
         ORCHESTRATE_STATE_DIR=str(tmp_path / "state"),
-        FAKE_EPOCH_S="0.2",
     )
     proc = orchestrate(["run", "exp.yaml", "--json"], env, tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -71,6 +78,7 @@ def test_tasks_spread_over_two_hosts_and_come_back(
     assert summary["counts"] == {"done": 4, "skipped": 4}
     machines = {t["machine"] for t in summary["tasks"] if t["status"] == "done"}
     assert machines == {"box0", "box1"}  # both hosts worked
+    assert len(list((tmp_path / "meet").iterdir())) == 4  # every task signed in
     skipped = [t for t in summary["tasks"] if t["status"] == "skipped"]
     assert all("has no GPU" in t["detail"] for t in skipped)
     run = Path(summary["run_dir"])

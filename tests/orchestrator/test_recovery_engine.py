@@ -216,8 +216,8 @@ def _checkpoint_epoch(path: Path) -> int:
     try:
         with np.load(path, allow_pickle=False) as npz:
             return int(json.loads(str(npz["meta"]))["epoch"])
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile):
-        return 0  # not there yet, or being copied
+    except (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile):
+        return 0  # not there yet, or being copied (an empty file is an EOFError)
 
 
 def _epochs_logged(timing: Path) -> int:

@@ -30,7 +30,8 @@ def main(trainer: str) -> int:
     if task and (task in planted or (rank is not None and f"{task}@{rank}" in planted)):
         print("error: planted failure", file=sys.stderr)
         return 1
-    epoch_s = float(os.environ.get("FAKE_EPOCH_S", "0"))
+    _meet(task)
+    epoch_s = float(_setting("FAKE_EPOCH_S", "0"))
     start = 0
     ckpt = Path(args.checkpoint_dir) / "epoch" if args.checkpoint_dir else None
     if ckpt and ckpt.exists():
@@ -60,3 +61,31 @@ def main(trainer: str) -> int:
     manifest = {"device_used": args.device, "pid": os.getpid(), "node_rank": rank}
     (out / "manifest.json").write_text(json.dumps(manifest))
     return 0
+
+
+def _setting(name: str, default: str) -> str:
+    """A ``FAKE_*`` setting from the environment, else from ``fake_env.json`` shipped beside
+    this file: a task on an SSH host gets the engine's environment, not the test's."""
+    if name in os.environ:
+        return os.environ[name]
+    shipped = Path(__file__).with_name("fake_env.json")
+    if shipped.is_file():
+        return str(json.loads(shipped.read_text()).get(name, default))
+    return default
+
+
+def _meet(task: str) -> None:
+    """With ``FAKE_MEET_DIR`` and ``FAKE_MEET_N``: sign in there and wait (up to a minute) until
+    N tasks have signed in, so a test of spreading work over machines does not depend on how
+    fast each machine comes up (a fast one could otherwise run every task alone)."""
+    where = _setting("FAKE_MEET_DIR", "")
+    if not where:
+        return
+    meet = Path(where)
+    meet.mkdir(parents=True, exist_ok=True)
+    (meet / (task or str(os.getpid()))).touch()
+    deadline = time.monotonic() + 60
+    while len(list(meet.iterdir())) < int(_setting("FAKE_MEET_N", "2")):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
