@@ -9,7 +9,6 @@ under the 400-line house rule.
 
 from __future__ import annotations
 
-import shlex
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +35,7 @@ from orchestrator.task_run import (
     SetupGate,
     collect_outputs,
     follow,
+    start_prelude,
     task_command,
     task_outcome,
     wrote_end_ok,
@@ -92,15 +92,12 @@ class TaskSteps:
         )
         command.env.update(self.config.code_env)
         command.env.update(gang[1] if gang else {})
-        started = f"{log}.started"  # outputs newer than this belong to this task
-        # A retry on the same machine must not find the last attempt's notice files.
-        stale = " ".join(shlex.quote(f"{out}/{name}") for name in MARKER_FILES)
-        transport.run(
-            [
-                "sh",
-                "-c",
-                f"mkdir -p {shlex.quote(out)} && rm -f {stale} && touch {shlex.quote(started)}",
-            ]
+        # Run by the job itself before its command (one process start or round trip less).
+        prelude = start_prelude(
+            out,
+            # A retry on the same machine must not find the last attempt's notice files.
+            stale=[f"{out}/{name}" for name in MARKER_FILES],
+            started=f"{log}.started",  # outputs newer than this belong to this task
         )
         if task.setup:  # journalled like a task's job, so `down` can stop it after a crash
             self._setup.run_once(
@@ -122,7 +119,9 @@ class TaskSteps:
                 store=self.config.checkpoint_store,
             )
         t0 = time.monotonic()
-        job = transport.start(command.argv, env=command.env, log=log, cwd=command.cwd)
+        job = transport.start(
+            command.argv, env=command.env, log=log, cwd=command.cwd, prelude=prelude
+        )
         self.journal.task_started(run_id, task.id, JobRef.of(job, machine), machine=machine.name)
         attempt = self.journal.attempt_started(
             run_id, task.id, machine=machine.name, machine_token=self._tokens.get(machine.name, 0)

@@ -107,7 +107,13 @@ class Transport(Protocol):
     def put_tree(self, local: Path, remote: str, *, exclude: Sequence[str] = ()) -> SyncStats: ...
 
     def start(
-        self, argv: Sequence[str], *, env: Mapping[str, str], log: str, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log: str,
+        cwd: str | None = None,
+        prelude: str = "",
     ) -> Job: ...
 
     def poll(self, job: Job, *, log_offset: int = 0) -> JobStatus: ...

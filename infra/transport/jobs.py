@@ -13,16 +13,22 @@ Files in the job directory:
 
 from __future__ import annotations
 
+import re
 import shlex
 from collections.abc import Mapping, Sequence
 
 HEARTBEAT_EVERY_S = 2
 
+# Each external program the wrapper runs (mv, touch, env, mkdir) is a fork and exec, about 1 ms
+# on a small machine, and a task's start waits for them: builtins are used where they do the
+# job (``: >`` for a first heartbeat, shell assignments for the environment), issue 18.
 _WRAPPER = r"""
 job={job}
 echo $$ > "$job/pid.tmp" && mv "$job/pid.tmp" "$job/pid"
-( while kill -0 $$ 2>/dev/null; do touch "$job/heartbeat"; sleep {beat}; done ) &
+: > "$job/heartbeat"
+( while sleep {beat} && kill -0 $$ 2>/dev/null; do touch "$job/heartbeat"; done ) &
 beat=$!
+{prelude}
 {cd}
 {env}{cmd} >> {log} 2>&1 < /dev/null &
 child=$!
@@ -35,6 +41,11 @@ echo $rc > "$job/exit_code.tmp" && mv "$job/exit_code.tmp" "$job/exit_code"
 """
 
 
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+PRELUDE_FAILED = 96  # the exit code of a job whose prelude failed
+NO_WORKDIR = 97  # ... and of one whose working directory is missing
+
+
 def wrapper_script(
     argv: Sequence[str],
     *,
@@ -42,27 +53,48 @@ def wrapper_script(
     job_dir: str,
     log: str,
     cwd: str | None = None,
+    prelude: str = "",
 ) -> str:
-    """The ``sh`` script body that runs ``argv`` and records pid, heartbeat and exit code."""
+    """The ``sh`` script body that runs ``argv`` and records pid, heartbeat and exit code.
+
+    ``prelude``: shell text run first (output to the log); if it fails, the job ends with
+    ``PRELUDE_FAILED`` and a line saying so. It saves the caller a separate command (one
+    process start here, a round trip over SSH) for what must happen just before the job.
+    """
     env_part = ""
-    if env:
+    if env and all(_NAME.match(k) for k in env):
+        env_part = " ".join(f"{k}={shlex.quote(v)}" for k, v in env.items()) + " "
+    elif env:  # a name the shell cannot assign: env(1) takes any
         env_part = "env " + " ".join(shlex.quote(f"{k}={v}") for k, v in env.items()) + " "
+    qlog = shlex.quote(log)
+    prelude_part = ""
+    if prelude:
+        note = shlex.quote("[orchestrate] the job's prelude failed")
+        prelude_part = (
+            f"{{ {prelude}\n}} >> {qlog} 2>&1 < /dev/null || "
+            f"{{ echo {note} >> {qlog}; {_give_up(PRELUDE_FAILED)} }}"
+        )
     cd_part = ""
     if cwd:
         # A missing directory must still leave an exit code and a reason, not a vanished job.
         note = shlex.quote(f"[orchestrate] no such directory: {cwd}")  # cwd may hold a '
-        cd_part = (
-            f"cd {shlex.quote(cwd)} || {{ echo {note} "
-            f'>> {shlex.quote(log)}; echo 97 > "$job/exit_code.tmp"; '
-            f'mv "$job/exit_code.tmp" "$job/exit_code"; kill $beat; exit 97; }}'
-        )
+        cd_part = f"cd {shlex.quote(cwd)} || {{ echo {note} >> {qlog}; {_give_up(NO_WORKDIR)} }}"
     return _WRAPPER.format(
         job=shlex.quote(job_dir),
         beat=HEARTBEAT_EVERY_S,
+        prelude=prelude_part,
         cd=cd_part,
         env=env_part,
         cmd=shlex.join(argv),
-        log=shlex.quote(log),
+        log=qlog,
+    )
+
+
+def _give_up(code: int) -> str:
+    """End the wrapper before its command with ``code``, left like a command's exit code."""
+    return (
+        f'echo {code} > "$job/exit_code.tmp"; mv "$job/exit_code.tmp" "$job/exit_code"; '
+        f"kill $beat; exit {code};"
     )
 
 

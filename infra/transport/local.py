@@ -12,6 +12,7 @@ import shlex
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from fnmatch import fnmatch
@@ -20,13 +21,15 @@ from pathlib import Path
 from infra.errors import CommandFailed, TransportError
 from infra.transport.base import Job, JobStatus, Result, SyncStats
 from infra.transport.fetch import FetchLimits, TreeWriter, copy_tree
-from infra.transport.jobs import launch_command, wrapper_script
-
-_PID_WAIT_S = 10.0
+from infra.transport.jobs import wrapper_script
 
 
 class LocalTransport:
     """Runs commands on this machine; paths are plain local paths."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._children: dict[int, subprocess.Popen[bytes]] = {}
 
     def run(
         self,
@@ -82,24 +85,38 @@ class LocalTransport:
         env: Mapping[str, str],
         log: str,
         cwd: str | None = None,
+        prelude: str = "",
     ) -> Job:
-        """Start ``argv`` detached in its own process group, output to ``log``; survives us."""
+        """Start ``argv`` detached in its own session, output to ``log``; survives us.
+
+        The wrapper is started directly (``start_new_session``: its pid is its session and
+        group id, as ``setsid`` makes it over SSH), so its pid is known without waiting for the
+        ``pid`` file: no shell, ``mkdir`` or ``setsid`` process before it (issue 18).
+        """
         job_dir = f"{log}.job"
-        Path(log).parent.mkdir(parents=True, exist_ok=True)
-        script = wrapper_script(argv, env=env, job_dir=job_dir, log=log, cwd=cwd)
-        subprocess.run(["sh", "-c", launch_command(script, job_dir=job_dir)], check=True)
-        pid_file = Path(job_dir) / "pid"
-        deadline = time.monotonic() + _PID_WAIT_S
-        while not pid_file.exists():
-            if time.monotonic() > deadline:
-                raise TransportError(f"job did not start within {_PID_WAIT_S}s: {shlex.join(argv)}")
-            time.sleep(0.002)
-        pid = int(pid_file.read_text().strip())
-        return Job(id=Path(log).stem, pid=pid, job_dir=job_dir, log=log)
+        os.makedirs(job_dir, exist_ok=True)
+        for name in ("exit_code", "pid"):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(f"{job_dir}/{name}")
+        script = wrapper_script(argv, env=env, job_dir=job_dir, log=log, cwd=cwd, prelude=prelude)
+        try:
+            proc = subprocess.Popen(
+                ["sh", "-c", script],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        except OSError as exc:
+            raise TransportError(f"could not start {shlex.join(argv)}: {exc}") from exc
+        with self._lock:  # reaped by poll, so a long run leaves no zombies behind
+            self._children[proc.pid] = proc
+        return Job(id=Path(log).stem, pid=proc.pid, job_dir=job_dir, log=log)
 
     def poll(self, job: Job, *, log_offset: int = 0) -> JobStatus:
         """Never blocks: running or exit code, heartbeat age, log bytes after ``log_offset``."""
         job_dir = Path(job.job_dir)
+        self._reap(job.pid)
         # Look at the process before the exit-code file: the wrapper writes the file and then
         # exits, so in this order a finished job is never seen as "gone without a code".
         alive = _alive(job.pid)
@@ -111,8 +128,17 @@ class LocalTransport:
         age = time.time() - beat.stat().st_mtime if beat.exists() else None
         return JobStatus(running, exit_code, chunk, offset, age)
 
+    def _reap(self, pid: int) -> None:
+        """Collect the exit of a wrapper this transport started, once it has ended."""
+        with self._lock:
+            proc = self._children.get(pid)
+        if proc is not None and proc.poll() is not None:
+            with self._lock:
+                self._children.pop(pid, None)
+
     def stop(self, job: Job, *, grace_s: float = 10.0) -> None:
         """TERM the job's process group, KILL after ``grace_s``; a finished job is fine."""
+        self._reap(job.pid)
         if not _alive(job.pid):
             return
         _kill_group(job.pid, signal.SIGTERM)

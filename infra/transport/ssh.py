@@ -230,11 +230,17 @@ class SshTransport(SshLink):
     # ------------------------------------------------------------------ detached jobs
 
     def start(
-        self, argv: Sequence[str], *, env: Mapping[str, str], log: str, cwd: str | None = None
+        self,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        log: str,
+        cwd: str | None = None,
+        prelude: str = "",
     ) -> Job:
         """Start ``argv`` detached (``jobs.wrapper_script``); returns once its pid is on disk."""
         job_dir = f"{log}.job"
-        script = wrapper_script(argv, env=env, job_dir=job_dir, log=log, cwd=cwd)
+        script = wrapper_script(argv, env=env, job_dir=job_dir, log=log, cwd=cwd, prelude=prelude)
         cmd = launch_command(script, job_dir=job_dir) + wait_for_pid(job_dir)
         out = self._script(cmd, action="start")
         pid = out.decode(errors="replace").strip()

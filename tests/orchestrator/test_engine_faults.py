@@ -23,6 +23,7 @@ class BuggyTransport(LocalTransport):
     """Fetching the output of any task whose id contains ``victim`` raises a plain bug."""
 
     def __init__(self, victim: str, where: str) -> None:
+        super().__init__()
         self.victim, self.where = victim, where
 
     def get_tree(self, remote: str, local: Path) -> SyncStats:

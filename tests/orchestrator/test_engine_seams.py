@@ -4,6 +4,9 @@ still releases what was acquired (``finally``); the cost guard caps a run on its
 
 from __future__ import annotations
 
+import sys
+import time
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -35,6 +38,20 @@ class NoConnect(FakeProvider):
 class NoBootstrap(FakeProvider):
     def bootstrap(self, machine: Machine, transport: object) -> Machine:
         raise ProviderError("setup failed (injected)")
+
+
+class SlowSetup(FakeProvider):
+    """A cloud machine's setup: it takes as long as the code takes to arrive, and fails if
+    the code is not shipped while it runs (the engine must not wait for it to sync)."""
+
+    def bootstrap(self, machine: Machine, transport: object) -> Machine:
+        code = Path(machine.workspace_root) / "r1" / "code" / "trainers" / "measure.py"
+        deadline = time.monotonic() + 30
+        while not code.exists():
+            if time.monotonic() > deadline:
+                raise ProviderError("the code was not shipped during the setup")
+            time.sleep(0.01)
+        return replace(machine, python=sys.executable)
 
 
 class JumpingClock(SystemClock):
@@ -112,3 +129,14 @@ def test_the_guard_caps_the_run_on_its_clock_and_everything_is_released(
     assert [m.status for m in journal.machines("r1")] == [MachineStatus.RELEASED]
     with pytest.raises(RunCapped):  # exit 3
         raise_for_status(summary, journal, spec_path="seams.yaml", stop_reason="capped")
+
+
+def test_the_code_is_shipped_while_the_machine_is_set_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_EPOCH_S", "0")
+    provider = SlowSetup(workspace_root=str(tmp_path / "ws"))
+    summary, _ = _run(tmp_path, provider)
+    assert [t.status for t in summary.tasks] == [TaskStatus.DONE], summary.tasks
+    code = tmp_path / "ws" / "r1" / "code" / "trainers"
+    assert (code / "__pycache__").is_dir()  # the wrapper was byte-compiled once shipped

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -8,7 +11,15 @@ from infra.provider import Machine
 from orchestrator.matrix import expand
 from orchestrator.paths import Workspace
 from orchestrator.specfile import parse_experiment
-from orchestrator.task_run import collect_outputs, open_log, task_command
+from orchestrator.task_run import (
+    MEASURE_ENTRY,
+    collect_outputs,
+    open_log,
+    start_prelude,
+    task_command,
+)
+
+REPO = Path(__file__).resolve().parents[2]
 
 MACHINE = Machine(
     id="m-1",
@@ -48,8 +59,8 @@ def test_trainer_command_env_and_gpu_visibility() -> None:
     assert gpu.argv[:6] == [
         MACHINE.python,
         "-S",
-        "-m",
-        "trainers.measure",
+        "-c",
+        MEASURE_ENTRY,
         "--out",
         WS.out("mnist-tensorflow-adam-gpu"),
     ]
@@ -69,7 +80,7 @@ def test_trainer_command_env_and_gpu_visibility() -> None:
         gpu=None,
         measured=False,
     )
-    assert cpu.env["CUDA_VISIBLE_DEVICES"] == "" and "trainers.measure" not in cpu.argv
+    assert cpu.env["CUDA_VISIBLE_DEVICES"] == "" and MEASURE_ENTRY not in cpu.argv
     assert cpu.argv[cpu.argv.index("--data-dir") + 1] == "/data"
 
 
@@ -152,3 +163,44 @@ def test_printable_defuses_terminal_escapes_from_a_remote_log() -> None:
     out = printable(text)
     assert "\x1b" not in out and "\x07" not in out and "\x9b" not in out
     assert out == "epoch 1\\x1b]0;pwned\\x07 \\x1b[2J\\x9b31m\ttab\r\nnext é\n"
+
+
+def test_the_measure_entry_runs_the_wrapper_without_site_or_runpy(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    argv = [
+        sys.executable,
+        "-S",
+        "-c",
+        MEASURE_ENTRY,
+        "--out",
+        str(out),
+        "--",
+        "sh",
+        "-c",
+        "exit 3",
+    ]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "ORCHESTRATE_PARAMS": '{"lr": 0.5}'}
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 3, proc.stderr
+    record = json.loads((out / "process.json").read_text())
+    assert record["exit_code"] == 3 and record["command"] == ["sh", "-c", "exit 3"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["params"] == {"lr": 0.5} and manifest["command"] == record["command"]
+
+
+def test_the_start_prelude_makes_out_clears_stale_notices_and_marks_the_start(
+    tmp_path: Path,
+) -> None:
+    out, started = tmp_path / "a" / "out", tmp_path / "started"
+    stale = [str(out / "preempt-now"), str(out / "preempted.json")]
+    text = start_prelude(str(out), stale=stale, started=str(started))
+    subprocess.run(["sh", "-c", text], check=True)  # nothing there yet: made, nothing removed
+    assert out.is_dir() and started.exists()
+    (out / "preempt-now").touch()
+    (out / "preempted.json").symlink_to(tmp_path / "gone")  # a dangling link goes too
+    (out / "keep.txt").touch()
+    subprocess.run(["sh", "-c", text], check=True)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    (tmp_path / "a" / "blocked").touch()
+    bad = start_prelude(str(tmp_path / "a" / "blocked" / "out"), stale=[], started=str(started))
+    assert subprocess.run(["sh", "-c", bad], capture_output=True).returncode != 0

@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from infra.errors import CommandFailed
+from infra.transport.base import Job, JobStatus
+from infra.transport.jobs import PRELUDE_FAILED
 from infra.transport.local import LocalTransport
 from tests.procs import alive, live_group_members
 
@@ -90,3 +93,48 @@ def test_a_missing_working_directory_leaves_an_exit_code_and_a_reason(tmp_path: 
         time.sleep(0.02)
     assert st.exit_code == 97
     assert "no such directory" in log.read_text()
+
+
+def _finish(t: LocalTransport, job: Job) -> JobStatus:
+    deadline = time.monotonic() + 10
+    while (st := t.poll(job)).running and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return st
+
+
+def test_a_job_survives_as_its_own_session_and_leaves_no_zombie(tmp_path: Path) -> None:
+    t = LocalTransport()
+    job = t.start(["sh", "-c", "sleep 0.2"], env={}, log=str(tmp_path / "z.log"))
+    assert os.getsid(job.pid) == job.pid == os.getpgid(job.pid)  # kill -- -PID reaches all
+    assert _finish(t, job).exit_code == 0
+    assert (Path(job.job_dir) / "heartbeat").exists()
+    with pytest.raises(ProcessLookupError):  # reaped by the poll, not left a zombie
+        os.kill(job.pid, 0)
+
+
+def test_env_reaches_the_command_with_names_the_shell_cannot_assign(tmp_path: Path) -> None:
+    t = LocalTransport()
+    log = tmp_path / "e.log"
+    show = "import os; print(os.environ['A'], os.environ['B_2'], os.environ.get('weird.name'))"
+    env = {"A": "it's $HOME", "B_2": "two words"}
+    job = t.start([sys.executable, "-c", show], env=env, log=str(log))
+    assert _finish(t, job).exit_code == 0
+    assert log.read_text().splitlines() == ["it's $HOME two words None"]
+    job = t.start([sys.executable, "-c", show], env={**env, "weird.name": "x"}, log=str(log))
+    assert _finish(t, job).exit_code == 0  # only env(1) can set such a name
+    assert log.read_text().splitlines()[1:] == ["it's $HOME two words x"]
+
+
+def test_a_prelude_runs_first_and_a_failing_one_ends_the_job(tmp_path: Path) -> None:
+    t = LocalTransport()
+    log = tmp_path / "p.log"
+    job = t.start(
+        ["sh", "-c", f"cat {tmp_path}/made"],
+        env={},
+        log=str(log),
+        prelude=f"echo hi > {tmp_path}/made",
+    )
+    assert _finish(t, job).exit_code == 0 and log.read_text() == "hi\n"
+    job = t.start(["sh", "-c", "echo ran"], env={}, log=str(log), prelude="echo why; false")
+    assert _finish(t, job).exit_code == PRELUDE_FAILED
+    assert log.read_text().splitlines()[1:] == ["why", "[orchestrate] the job's prelude failed"]
