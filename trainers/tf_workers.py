@@ -75,6 +75,7 @@ class TfMlpWorkers(TfMlp):
             y_test,
             batch_size=batch_size,
             device=device,
+            shards=1,  # the strategy's runtime is up: its threading is set
         )
         self._adopt_fn = tf.function(self._adopt)
 

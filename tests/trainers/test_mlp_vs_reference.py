@@ -123,3 +123,41 @@ def test_gpu_weights_match_reference(framework: str) -> None:
         want, _ = train_reference(optim, start, x, y, orders, batch)
         for got, ref in zip(model.get_state()[0], want, strict=True):
             np.testing.assert_allclose(got, ref, rtol=2e-2, atol=2e-3, err_msg=name)
+
+
+@pytest.mark.parametrize("shards", [2, 3])
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_tf_batches_cut_in_parts_train_like_the_reference(name: str, shards: int) -> None:
+    """The per-core parts (``TfMlp``'s shards) add up to the whole batch's gradient: uneven
+    parts, a short last batch, and sgd's batch of one (empty parts) included."""
+    from trainers.tf_mlp import TfMlp
+
+    optim = make_optim(name, **HYPER[name])
+    x, y = _data()
+    start = init_params(SIZES, seed=3)
+    batch = batch_size_for(name, 20, N)  # 48 = 20 + 20 + 8
+    model = TfMlp(optim, start, x, y, x, y, batch_size=batch, shards=shards)
+    orders = [epoch_order(0, 1, N), epoch_order(0, 2, N)]
+    losses = [model.train_epoch(o) for o in orders]
+    want, state = train_reference(optim, start, x, y, orders, batch)
+    params, _, t = model.get_state()
+    assert all(np.isfinite(losses)) and t == state.t
+    for got, ref in zip(params, want, strict=True):
+        np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-5)
+
+
+def test_tf_cuts_a_batch_per_core_on_small_cpu_machines_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import tensorflow as tf
+
+    from trainers.tf_mlp import batch_shards
+
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "2")
+    assert batch_shards(tf, 500, "cpu") == 2
+    assert batch_shards(tf, 99, "cpu") == 1  # parts under 50 rows: not measured to gain
+    assert batch_shards(tf, 500, "gpu") == 1
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "1")  # a task sharing the machine
+    assert batch_shards(tf, 500, "cpu") == 1
+    monkeypatch.setenv("TF_NUM_INTRAOP_THREADS", "16")  # never measured: TF's own threading
+    assert batch_shards(tf, 5000, "cpu") == 1
