@@ -8,8 +8,8 @@ Run from the repository root (as a module: run as a file, this name would shadow
 Same net (784-300-10 ReLU, softmax cross-entropy), same data (full MNIST, 60,000 samples), same
 batch and the same plain SGD rule for all three contestants:
 
-1. ``tf loop``: `trainers.tf_mlp.TfMlp` (tf.Variable, backward written out, one tf.function per
-   epoch);
+1. ``tf loop``: `trainers.tf_mlp.TfMlp` (tf.Variable, backward written out, a batch part per
+   core on a small CPU machine, one tf.function per epoch);
 2. ``keras fit``: `keras.Sequential` of two Dense layers, ``SGD`` optimizer, ``model.fit``;
 3. ``pytensor``: `trainers.pt_mlp.PtMlp` (shared variables, grad, function(updates=...), Numba).
 
@@ -277,7 +277,11 @@ def machine_line() -> str:
 
 
 ROWS = [
-    ("tf loop", "TensorFlow: tf.Variable + backward written out, tf.function per epoch"),
+    (
+        "tf loop",
+        "TensorFlow: tf.Variable + backward written out, tf.function per epoch, "
+        "a batch part per core",
+    ),
     ("keras fit", "TensorFlow: keras.Sequential + model.fit"),
     ("pytensor", "PyTensor (theano): shared + grad + function(updates), Numba"),
 ]
