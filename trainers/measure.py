@@ -27,10 +27,11 @@ Preemption (issue 16), the contract the orchestrator relies on:
 from __future__ import annotations
 
 # Only what starting the command needs is imported before it starts: this wrapper runs for
-# every task, so its start-up is engine overhead. json, resource and select come after the
-# spawn, while the command runs (on another core); pathlib, contextlib and runpy (``-m``) are not
-# used at all (each costs 2-7 ms of a task's start: the engine starts this module through
-# ``python -S -c``, not ``-m``). ``python -m trainers.measure`` works the same.
+# every task, so its start-up is engine overhead. resource and select come after the spawn,
+# while the command runs (on another core); json only on the rare notice paths (``to_json``
+# writes the records); pathlib, contextlib and runpy (``-m``) are not used at all (each costs
+# 2-7 ms of a task's start: the engine starts this module through ``python -S -c``, not
+# ``-m``). ``python -m trainers.measure`` works the same.
 import os
 import sys
 import time
@@ -168,7 +169,8 @@ def to_json(value: object, indent: str = "") -> str:
 
     By hand, not ``json.dumps``: importing ``json`` pulls in ``re`` and ``enum``, ~8 ms at the
     end of every task, a sixth of the engine's per-task budget (issue 18); what is written here
-    is a handful of flat records, which json.loads reads back (tests/trainers/test_measure.py).
+    is a handful of flat records, which json.loads reads back
+    (tests/trainers/test_measure_json.py).
     """
     if isinstance(value, RawJson):
         return str(value)
