@@ -122,17 +122,29 @@ class LocalTransport:
         alive = _alive(job.pid)
         code_file = job_dir / "exit_code"
         exit_code = int(code_file.read_text().strip()) if code_file.exists() else None
+        if exit_code is not None:  # the wrapper exits right after writing it: collect it now
+            self._reap(job.pid, wait_s=2.0)
         running = exit_code is None and alive
         chunk, offset = _read_from(Path(job.log), log_offset)
         beat = job_dir / "heartbeat"
         age = time.time() - beat.stat().st_mtime if beat.exists() else None
         return JobStatus(running, exit_code, chunk, offset, age)
 
-    def _reap(self, pid: int) -> None:
-        """Collect the exit of a wrapper this transport started, once it has ended."""
+    def _reap(self, pid: int, *, wait_s: float = 0.0) -> None:
+        """Collect the exit of a wrapper this transport started, once it has ended.
+
+        ``wait_s`` is for a wrapper known to be on its way out (its exit code is written): the
+        final poll must not leave it a zombie just because it looked a moment too early.
+        """
         with self._lock:
             proc = self._children.get(pid)
-        if proc is not None and proc.poll() is not None:
+        if proc is None:
+            return
+        try:
+            ended = proc.wait(timeout=wait_s) if wait_s else proc.poll()
+        except subprocess.TimeoutExpired:
+            return
+        if ended is not None:
             with self._lock:
                 self._children.pop(pid, None)
 

@@ -112,6 +112,20 @@ def test_a_job_survives_as_its_own_session_and_leaves_no_zombie(tmp_path: Path) 
         os.kill(job.pid, 0)
 
 
+def test_the_poll_that_sees_the_exit_code_reaps_the_wrapper(tmp_path: Path) -> None:
+    # Polling without a pause finds the exit code in the instant between the wrapper writing it
+    # and exiting; that poll must still collect the wrapper (CI once caught it a zombie).
+    t = LocalTransport()
+    for i in range(20):
+        job = t.start(["true"], env={}, log=str(tmp_path / f"r{i}.log"))
+        deadline = time.monotonic() + 10
+        while (st := t.poll(job)).running and time.monotonic() < deadline:
+            pass
+        assert st.exit_code == 0
+        with pytest.raises(ProcessLookupError):
+            os.kill(job.pid, 0)
+
+
 def test_env_reaches_the_command_with_names_the_shell_cannot_assign(tmp_path: Path) -> None:
     t = LocalTransport()
     log = tmp_path / "e.log"
