@@ -110,6 +110,18 @@ def n_batches(n: int, batch: int) -> int:
     return -(-n // batch)
 
 
+MIN_PART_ROWS = 50  # the smallest batch part measured to gain (issue 18: batch 100 on 2 cores)
+MAX_PARTS = 8  # more cores than this were never measured: the frameworks keep their own threading
+
+
+def batch_parts(batch: int, device: str, cores: int) -> int:
+    """How many parts a CPU batch is cut into, one per core (`tf_mlp`, `pt_parts`): 1 on a GPU,
+    past ``MAX_PARTS`` cores, or where a part would have under ``MIN_PART_ROWS`` rows."""
+    if device == "gpu" or cores > MAX_PARTS:
+        return 1
+    return max(1, min(cores, batch // MIN_PART_ROWS))
+
+
 # ----------------------------------------------------------------- NumPy reference network
 
 

@@ -10,16 +10,27 @@ there between steps. JAX is imported only on that path.
 
 from __future__ import annotations
 
+import os
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 import numpy as np
 
-from trainers.mlp import N_CLASSES, n_batches
+from trainers.heap import keep_freed_memory
+from trainers.mlp import N_CLASSES, batch_parts, n_batches
 from trainers.optim import pt_rules
 from trainers.optim.config import OptimConfig
+from trainers.pt_dot import numba_mode
+from trainers.pt_parts import PartedStep, blas_threads, nogil_mode
+
+
+def cpu_parts(batch: int, device: str) -> int:
+    """Batch parts for this process (`trainers.mlp.batch_parts`): its cores are
+    ``OMP_NUM_THREADS`` when set (the engine's thread share), else the CPUs it may use."""
+    cores = int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    return batch_parts(batch, device, cores)
 
 
 class PtMlp:
@@ -36,6 +47,7 @@ class PtMlp:
         *,
         batch_size: int,
         device: str = "cpu",
+        parts: int | None = None,
     ) -> None:
         import pytensor.tensor as pt
         from pytensor.compile.maker import function
@@ -44,6 +56,9 @@ class PtMlp:
 
         self._batch = int(batch_size)
         self._n_train = len(x_train)
+        # Numba's temporaries are malloc'd and freed every step; without this each step faults
+        # ~1,200 fresh pages in (trainers.heap). Process-wide, and a trainer owns its process.
+        keep_freed_memory()
         self._mode = "JAX" if device == "gpu" else "NUMBA"
         if self._mode == "JAX":
             # PyTensor tells, once per graph, that JAX cannot keep its broadcast-shape asserts;
@@ -62,26 +77,59 @@ class PtMlp:
         self._slots = pt_rules.make_slots(shared, optim, self._params)
         self._t = shared(f32(0.0), name="t")
 
+        mode = numba_mode() if self._mode == "NUMBA" else self._mode
+        self._parts = parts if parts is not None else cpu_parts(self._batch, device)
         idx = pt.ivector("idx")
+        if self._parts == 1:
+            scale = 1.0 / pt.cast(idx.shape[0], "float32")
+            loss_sum, grads = self._loss_and_grads(pt, grad, idx, scale)
+            updates = pt_rules.make_updates(pt, optim, self._params, grads, self._slots, self._t)
+            step = function([idx], loss_sum * scale, updates=updates, mode=mode)
+            # Indices are made here as int32 arrays; skipping PyTensor's per-call input checks
+            # matters for batch-of-one sgd, where that check costs as much as the step.
+            step.trust_input = True
+            self._step: Callable[[np.ndarray], Any] = step
+        else:
+            self._step = self._parted_step(pt, function, grad, optim, mode)
+        pred = pt.argmax(self._logits(pt, self._x_test), axis=1)
+        wrong = pt.mean(pt.neq(pred, self._y_test), dtype="float64")
+        self._error_fn = function([], wrong, mode=mode)
+        if self._mode == "JAX":
+            self._place_on_gpu()
+
+    def _loss_and_grads(self, pt: Any, grad: Any, idx: Any, scale: Any) -> tuple[Any, list[Any]]:
+        """The summed loss of rows ``idx``, and its gradient times ``scale`` (1/B: the mean's)."""
         xb, yb = self._x[idx], self._y1h[idx]
         logits = self._logits(pt, xb)
         log_p = pt.special.log_softmax(logits, axis=1)
-        loss = -pt.mean(pt.sum(yb * log_p, axis=1))
+        loss_sum = -pt.sum(yb * log_p)
         # The gradient of the mean cross-entropy w.r.t. the logits is given, not derived:
         # (softmax − onehot) / B. Differentiating log_softmax instead leaves a softmax, a row
         # sum and two products per step in the graph (issue 18); `grad` does the layers below.
-        d_logits = (pt.exp(log_p) - yb) / pt.cast(idx.shape[0], "float32")
+        d_logits = (pt.exp(log_p) - yb) * scale
         grads = cast(list[Any], grad(None, self._params, known_grads={logits: d_logits}))
-        updates = pt_rules.make_updates(pt, optim, self._params, grads, self._slots, self._t)
-        self._step = function([idx], loss, updates=updates, mode=self._mode)
-        pred = pt.argmax(self._logits(pt, self._x_test), axis=1)
-        wrong = pt.mean(pt.neq(pred, self._y_test), dtype="float64")
-        self._error_fn = function([], wrong, mode=self._mode)
-        # Indices are made here as int32 arrays; skipping PyTensor's per-call input checks
-        # matters for batch-of-one sgd, where that check costs as much as the step.
-        self._step.trust_input = True
-        if self._mode == "JAX":
-            self._place_on_gpu()
+        return loss_sum, grads
+
+    def _parted_step(
+        self, pt: Any, function: Any, grad: Any, optim: OptimConfig, mode: Any
+    ) -> PartedStep:
+        """`trainers.pt_parts.PartedStep`: a gradient function per part, one update function."""
+        idx = pt.ivector("idx")
+        scale = pt.scalar("scale", dtype="float32")
+        loss_sum, grads = self._loss_and_grads(pt, grad, idx, scale)
+        grad_fns = []
+        for _ in range(self._parts):  # one Function per thread: each has its own storage
+            fn = function([idx, scale], [loss_sum, *grads], mode=nogil_mode(mode))
+            fn.trust_input = True
+            grad_fns.append(fn)
+        part_grads = [[p.type() for p in self._params] for _ in range(self._parts)]
+        summed = [sum(gs[1:], gs[0]) for gs in zip(*part_grads, strict=True)]
+        updates = pt_rules.make_updates(pt, optim, self._params, summed, self._slots, self._t)
+        flat = [g for gs in part_grads for g in gs]
+        update_fn = function(flat, [], updates=updates, mode=mode)
+        update_fn.trust_input = True
+        shapes = [p.get_value(borrow=True).shape for p in self._params]
+        return PartedStep(grad_fns, update_fn, shapes)
 
     def _logits(self, pt: Any, x: Any) -> Any:
         h = x
@@ -131,9 +179,10 @@ class PtMlp:
         n, b = len(order), self._batch
         total = 0.0
         step = self._step
-        for i in range(n_batches(n, b)):
-            idx = order[i * b : (i + 1) * b]
-            total += float(step(idx)) * len(idx)
+        with blas_threads(1 if self._parts > 1 else None):
+            for i in range(n_batches(n, b)):
+                idx = order[i * b : (i + 1) * b]
+                total += float(step(idx)) * len(idx)
         return total / max(n, 1)
 
     def error(self) -> float:

@@ -20,11 +20,9 @@ from typing import Any
 
 import numpy as np
 
+from trainers.mlp import batch_parts
 from trainers.optim import tf_rules
 from trainers.optim.config import OptimConfig
-
-MIN_SHARD_ROWS = 50  # the smallest part measured to gain (issue 18: batch 100 on 2 cores)
-MAX_SHARDS = 8  # more cores than this were never measured: TensorFlow keeps its own threading
 
 
 def batch_shards(tf: Any, batch: int, device: str) -> int:
@@ -39,11 +37,9 @@ def batch_shards(tf: Any, batch: int, device: str) -> int:
     threading is set. The cores are ``TF_NUM_INTRAOP_THREADS`` when set (the engine's thread
     share for tasks sharing a machine), else the CPUs this process may use.
     """
-    if device == "gpu":
-        return 1
     cores = int(os.environ.get("TF_NUM_INTRAOP_THREADS") or 0) or len(os.sched_getaffinity(0))
-    shards = min(cores, MAX_SHARDS, batch // MIN_SHARD_ROWS)
-    if shards < 2 or cores > MAX_SHARDS:
+    shards = batch_parts(batch, device, cores)
+    if shards < 2:
         return 1
     try:
         tf.config.threading.set_intra_op_parallelism_threads(1)

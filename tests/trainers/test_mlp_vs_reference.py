@@ -125,18 +125,27 @@ def test_gpu_weights_match_reference(framework: str) -> None:
             np.testing.assert_allclose(got, ref, rtol=2e-2, atol=2e-3, err_msg=name)
 
 
-@pytest.mark.parametrize("shards", [2, 3])
+@pytest.mark.parametrize("parts", [2, 3])
 @pytest.mark.parametrize("name", OPTIMIZERS)
-def test_tf_batches_cut_in_parts_train_like_the_reference(name: str, shards: int) -> None:
-    """The per-core parts (``TfMlp``'s shards) add up to the whole batch's gradient: uneven
-    parts, a short last batch, and sgd's batch of one (empty parts) included."""
-    from trainers.tf_mlp import TfMlp
-
+@pytest.mark.parametrize("framework", ["tensorflow", "theano"])
+def test_batches_cut_in_parts_train_like_the_reference(
+    framework: str, name: str, parts: int
+) -> None:
+    """The per-core parts (``TfMlp``'s shards, ``PtMlp``'s parts) add up to the whole batch's
+    gradient: uneven parts, a short last batch, and sgd's batch of one (empty parts) included."""
     optim = make_optim(name, **HYPER[name])
     x, y = _data()
     start = init_params(SIZES, seed=3)
     batch = batch_size_for(name, 20, N)  # 48 = 20 + 20 + 8
-    model = TfMlp(optim, start, x, y, x, y, batch_size=batch, shards=shards)
+    model: Any
+    if framework == "tensorflow":
+        from trainers.tf_mlp import TfMlp
+
+        model = TfMlp(optim, start, x, y, x, y, batch_size=batch, shards=parts)
+    else:
+        from trainers.pt_mlp import PtMlp
+
+        model = PtMlp(optim, start, x, y, x, y, batch_size=batch, parts=parts)
     orders = [epoch_order(0, 1, N), epoch_order(0, 2, N)]
     losses = [model.train_epoch(o) for o in orders]
     want, state = train_reference(optim, start, x, y, orders, batch)
@@ -144,6 +153,31 @@ def test_tf_batches_cut_in_parts_train_like_the_reference(name: str, shards: int
     assert all(np.isfinite(losses)) and t == state.t
     for got, ref in zip(params, want, strict=True):
         np.testing.assert_allclose(got, ref, rtol=2e-4, atol=2e-5)
+
+
+def test_pytensor_parts_give_the_loss_of_the_whole_batch() -> None:
+    from trainers.pt_mlp import PtMlp
+
+    optim = make_optim("minibatch", **HYPER["minibatch"])
+    x, y = _data()
+    start = init_params(SIZES, seed=3)
+    order = epoch_order(0, 1, N)
+    whole = PtMlp(optim, start, x, y, x, y, batch_size=20, parts=1).train_epoch(order)
+    cut = PtMlp(optim, start, x, y, x, y, batch_size=20, parts=3).train_epoch(order)
+    assert cut == pytest.approx(whole, rel=1e-5)
+
+
+def test_pytensor_cuts_a_batch_per_core_on_small_cpu_machines_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from trainers.pt_mlp import cpu_parts
+
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert cpu_parts(500, "cpu") == 2
+    assert cpu_parts(99, "cpu") == 1
+    assert cpu_parts(500, "gpu") == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a task sharing the machine
+    assert cpu_parts(500, "cpu") == 1
 
 
 def test_tf_cuts_a_batch_per_core_on_small_cpu_machines_only(
