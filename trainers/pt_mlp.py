@@ -18,7 +18,6 @@ from typing import Any, cast
 
 import numpy as np
 
-from trainers.heap import keep_freed_memory
 from trainers.mlp import N_CLASSES, batch_parts, n_batches
 from trainers.optim import pt_rules
 from trainers.optim.config import OptimConfig
@@ -56,9 +55,6 @@ class PtMlp:
 
         self._batch = int(batch_size)
         self._n_train = len(x_train)
-        # Numba's temporaries are malloc'd and freed every step; without this each step faults
-        # ~1,200 fresh pages in (trainers.heap). Process-wide, and a trainer owns its process.
-        keep_freed_memory()
         self._mode = "JAX" if device == "gpu" else "NUMBA"
         if self._mode == "JAX":
             # PyTensor tells, once per graph, that JAX cannot keep its broadcast-shape asserts;
