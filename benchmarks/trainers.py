@@ -11,7 +11,8 @@ batch and the same plain SGD rule for all three contestants:
 1. ``tf loop``: `trainers.tf_mlp.TfMlp` (tf.Variable, backward written out, a batch part per
    core on a small CPU machine, one tf.function per epoch);
 2. ``keras fit``: `keras.Sequential` of two Dense layers, ``SGD`` optimizer, ``model.fit``;
-3. ``pytensor``: `trainers.pt_mlp.PtMlp` (shared variables, grad, function(updates=...), Numba).
+3. ``pytensor``: `trainers.pt_mlp.PtMlp` (shared variables, grad, function(updates=...), Numba;
+   transposed products handed to BLAS, a batch part per core on a small CPU machine).
 
 Honest measurement (issue 18): **every contestant runs in its own process**. Sharing one
 process made TensorFlow's thread pools and Numba's/OpenBLAS's compete (threads of one library
@@ -283,7 +284,11 @@ ROWS = [
         "a batch part per core",
     ),
     ("keras fit", "TensorFlow: keras.Sequential + model.fit"),
-    ("pytensor", "PyTensor (theano): shared + grad + function(updates), Numba"),
+    (
+        "pytensor",
+        "PyTensor (theano): shared + grad + function(updates), Numba, transposed products "
+        "to BLAS, a batch part per core",
+    ),
 ]
 
 
