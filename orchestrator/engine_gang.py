@@ -67,6 +67,12 @@ class GangSteps(TaskSteps):
             gang.wait_ended()
             if gang.failure is not None and status != TaskStatus.FAILED:
                 self._fail(run_id, task.id, f"gang of {task.nodes}: {gang.failure}")
+            elif status == TaskStatus.FAILED and (others := gang.bad_endings(but=0)):
+                mine = next(
+                    (r.detail for r in self.journal.tasks(run_id) if r.task_id == task.id), None
+                )
+                why = "; ".join(others) + (f"; worker 0: {mine}" if mine else "")
+                self._fail(run_id, task.id, f"gang of {task.nodes}: {why}")
             return
         try:
             ok, how = self._other_worker(

@@ -74,6 +74,7 @@ class Gang:
     places: dict[int, str] = field(default_factory=dict)  # by seat: the machine's name
     abandoned: str | None = None  # why the gang never ran
     failure: str | None = None  # the first worker that ended badly, and how
+    bad: dict[int, str] = field(default_factory=dict)  # by rank: how each bad ending went
     ended: int = 0
     _cond: threading.Condition = field(default_factory=threading.Condition)
 
@@ -120,9 +121,18 @@ class Gang:
         """Rule 4: the first bad ending fails the gang, which stops the others."""
         with self._cond:
             self.ended += 1
-            if not ok and self.failure is None:
-                self.failure = f"worker {rank} {how}"
+            if not ok:
+                self.bad.setdefault(rank, how)
+                if self.failure is None:
+                    self.failure = f"worker {rank} {how}"
             self._cond.notify_all()
+
+    def bad_endings(self, but: int) -> list[str]:
+        """The other workers' bad endings, in rank order: worker 0 records the task, and a
+        peer's death is often what failed it (its collective op errors out as soon as a peer is
+        gone, sometimes before that peer's own end is seen)."""
+        with self._cond:
+            return [f"worker {r} {how}" for r, how in sorted(self.bad.items()) if r != but]
 
     def wait_ended(self) -> None:
         """Until every worker has ended (worker 0 records the task only then)."""

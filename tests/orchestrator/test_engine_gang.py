@@ -86,6 +86,21 @@ def test_a_dead_worker_stops_the_others_and_fails_the_task(
     assert provider.machines == {}
 
 
+def test_a_failed_chief_names_the_peer_that_failed_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 0's collective op errors out when a peer dies, often before the peer's own end
+    is seen (CI saw only worker 0's error): the task's reason must still name the peer."""
+    monkeypatch.setenv("FAKE_EPOCH_S", "0")
+    monkeypatch.setenv("FAKE_PEER_DIR", str(tmp_path))
+    monkeypatch.setenv("FAKE_FAIL_TASKS", f"{TASK}@0~,{TASK}@1")  # 0 fails once 1 has
+    summary, provider = _run(tmp_path)
+    (task,) = summary.tasks
+    detail = task.detail or ""
+    assert task.status == "failed" and "worker 1 exited 1" in detail, detail
+    assert provider.machines == {}
+
+
 def test_a_gang_not_whole_in_time_fails_and_releases_what_it_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -84,3 +84,18 @@ def test_the_first_bad_ending_is_the_gangs_failure() -> None:
     gang.worker_ended(0, False, "ended stopped")
     gang.wait_ended()  # all three have ended: returns at once
     assert gang.failure == "worker 1 exited -9 on box1"
+    assert gang.bad_endings(but=0) == ["worker 1 exited -9 on box1"]
+
+
+def test_a_peer_seen_dead_after_the_chief_failed_is_still_named() -> None:
+    """The chief's collective op fails as soon as a peer dies, often before the peer's own end
+    is polled: worker 0 records the task, and must name the peer (CI saw only its own error)."""
+    gang = Gang("t", 2, deadline=time.monotonic() + 60)
+    for rank in range(2):
+        gang.take_seat()
+        gang.addrs[rank] = f"h{rank}:1"
+    gang.worker_ended(0, False, "ended failed")
+    gang.worker_ended(1, False, "exited -9 on box1")
+    assert gang.failure == "worker 0 ended failed"
+    assert gang.bad_endings(but=0) == ["worker 1 exited -9 on box1"]
+    assert gang.bad_endings(but=1) == ["worker 0 ended failed"]

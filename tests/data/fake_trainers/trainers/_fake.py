@@ -29,6 +29,12 @@ def main(trainer: str) -> int:
     planted = os.environ.get("FAKE_FAIL_TASKS", "").split(",")
     if task and (task in planted or (rank is not None and f"{task}@{rank}" in planted)):
         print("error: planted failure", file=sys.stderr)
+        _mark_failed(task, rank)
+        return 1
+    if task and rank is not None and f"{task}@{rank}~" in planted:
+        # Fails once another worker has failed, as a collective op does when a peer is gone.
+        _wait_for_a_failed_peer(task, rank)
+        print("error: a peer is gone", file=sys.stderr)
         return 1
     _meet(task)
     epoch_s = float(_setting("FAKE_EPOCH_S", "0"))
@@ -61,6 +67,22 @@ def main(trainer: str) -> int:
     manifest = {"device_used": args.device, "pid": os.getpid(), "node_rank": rank}
     (out / "manifest.json").write_text(json.dumps(manifest))
     return 0
+
+
+def _mark_failed(task: str, rank: str | None) -> None:
+    """With ``FAKE_PEER_DIR``: leave ``<task>@<rank>.failed`` there, for peers planted ``~``."""
+    where = os.environ.get("FAKE_PEER_DIR")
+    if where and rank is not None:
+        (Path(where) / f"{task}@{rank}.failed").write_text("")
+
+
+def _wait_for_a_failed_peer(task: str, rank: str) -> None:
+    where = Path(os.environ["FAKE_PEER_DIR"])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if any(p.name != f"{task}@{rank}.failed" for p in where.glob(f"{task}@*.failed")):
+            return
+        time.sleep(0.01)
 
 
 def _setting(name: str, default: str) -> str:
