@@ -29,6 +29,10 @@ def cpu_parts(batch: int, device: str) -> int:
     """Batch parts for this process (`trainers.mlp.batch_parts`): its cores are
     ``OMP_NUM_THREADS`` when set (the engine's thread share), else the CPUs it may use."""
     cores = int(os.environ.get("OMP_NUM_THREADS") or 0) or len(os.sched_getaffinity(0))
+    try:
+        import threadpoolctl  # noqa: F401  # parts need BLAS held to one thread each
+    except ImportError:  # an image baked before it was in the spec: the whole-batch step
+        return 1
     return batch_parts(batch, device, cores)
 
 

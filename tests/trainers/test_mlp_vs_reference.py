@@ -7,6 +7,7 @@ imported; two epochs with different orders check that state carries across `trai
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 import numpy as np
@@ -177,6 +178,9 @@ def test_pytensor_cuts_a_batch_per_core_on_small_cpu_machines_only(
     assert cpu_parts(99, "cpu") == 1
     assert cpu_parts(500, "gpu") == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # a task sharing the machine
+    assert cpu_parts(500, "cpu") == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # an image baked without it
     assert cpu_parts(500, "cpu") == 1
 
 
