@@ -6,12 +6,12 @@ through functions that take one raw chunk and the mean as inputs. On the CPU the
 compile with PyTensor's Numba backend; ``--device gpu`` compiles them in JAX mode, where the
 data lives on the GPU. V is a (D, m) block or a (D,) vector; the result has V's shape.
 
-Layout, measured on the CPU: Numba's ``np.dot`` calls BLAS only for C-contiguous operands; a
-transposed view (``Xcᵀ``, which PyTensor's rewrites also produce from ``(Yᵀ·Xc)ᵀ``) takes a
-loop 5-10x slower than the GEMM. So the resident data is kept twice, as Xc and as a
-C-ordered Xcᵀ (memory 2·N·D·4 bytes, still O(N·D)), and both products are plain GEMMs. The
-streamed path multiplies Y = Xc·V in one function and Yᵀ·Xc in a second one (Yᵀ, N_chunk×m, is
-made contiguous on the host: it is small), so no chunk is ever transposed or copied.
+Layout, measured on the CPU: Numba's ``np.dot`` given a transposed view (``Xcᵀ``) as PyTensor
+passes it runs a loop 5-10x slower than the GEMM. The resident path is compiled with
+`trainers.pt_dot.numba_mode`, whose rewrite hands ``Xcᵀ·Y`` to BLAS with a transpose flag, so
+Xc is held once (it was held twice, as Xc and as a C-ordered copy of Xcᵀ, before that rewrite).
+The streamed path multiplies Y = Xc·V in one function and Yᵀ·Xc in a second one (Yᵀ, N_chunk×m,
+is made contiguous on the host: it is small), so no chunk is ever transposed or copied.
 
 The chunk products run in float32; chunk results are summed in float64 (see ``tf_pca``).
 """
@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from trainers.chunks import RowChunks
+from trainers.pt_dot import numba_mode
 
 
 class PtCovOperator:
@@ -60,10 +61,9 @@ class PtCovOperator:
             for i, block in enumerate(chunks.iter(copy=True)):
                 xc = block - self._mean32
                 x_s = pytensor.shared(xc, name=f"xc{i}", borrow=True)
-                xt_s = pytensor.shared(_transposed(xc), name=f"xct{i}", borrow=True)
-                part = pt.cast(pt.dot(xt_s, pt.dot(x_s, v)), "float64")
+                part = pt.cast(pt.dot(x_s.T, pt.dot(x_s, v)), "float64")
                 total = part if total is None else total + part
-            self._resident_fn = pytensor.function([v], total, mode=self._mode)
+            self._resident_fn = pytensor.function([v], total, mode=numba_mode())
         else:
             x = pt.matrix("x", dtype="float32")
             mu = pt.vector("mu", dtype="float32")
@@ -107,12 +107,3 @@ class PtCovOperator:
             yt = np.ascontiguousarray(self._y_fn(block, self._mean32, v32).T)
             total += self._z_fn(block, self._mean32, yt)
         return total.T.reshape(v.shape)
-
-
-def _transposed(a: np.ndarray, rows: int = 256) -> np.ndarray:
-    """A C-ordered copy of ``a.T``, made 256 rows at a time: each slab stays in cache while it
-    is scattered, about 2.7x faster than ``np.ascontiguousarray(a.T)`` on MNIST's chunks."""
-    out = np.empty((a.shape[1], a.shape[0]), dtype=a.dtype)
-    for start in range(0, a.shape[0], rows):
-        out[:, start : start + rows] = a[start : start + rows].T
-    return out
