@@ -36,7 +36,9 @@ class NoConnect(FakeProvider):
 
 
 class NoBootstrap(FakeProvider):
-    def bootstrap(self, machine: Machine, transport: object) -> Machine:
+    def bootstrap(
+        self, machine: Machine, transport: object, *, first: str | None = None
+    ) -> Machine:
         raise ProviderError("setup failed (injected)")
 
 
@@ -44,7 +46,9 @@ class SlowSetup(FakeProvider):
     """A cloud machine's setup: it takes as long as the code takes to arrive, and fails if
     the code is not shipped while it runs (the engine must not wait for it to sync)."""
 
-    def bootstrap(self, machine: Machine, transport: object) -> Machine:
+    def bootstrap(
+        self, machine: Machine, transport: object, *, first: str | None = None
+    ) -> Machine:
         code = Path(machine.workspace_root) / "r1" / "code" / "trainers" / "measure.py"
         deadline = time.monotonic() + 30
         while not code.exists():
@@ -55,10 +59,16 @@ class SlowSetup(FakeProvider):
 
 
 class JumpingClock(SystemClock):
-    """Real time, ten hours on: the guard sees a machine held far past its budget."""
+    """Real time until the task's trainer has started (its timing file exists in the
+    machine's workspace), then ten hours on: the guard sees a machine held far past its budget.
+    Jumping from the start raced the task's start on a loaded machine (capped while queued)."""
+
+    def __init__(self, workspace: Path) -> None:
+        self.workspace = workspace
 
     def now(self) -> datetime:
-        return super().now() + timedelta(hours=10)
+        started = any(self.workspace.glob("**/timing.jsonl"))
+        return super().now() + (timedelta(hours=10) if started else timedelta(0))
 
 
 def _run(
@@ -122,7 +132,9 @@ def test_the_guard_caps_the_run_on_its_clock_and_everything_is_released(
 ) -> None:
     monkeypatch.setenv("FAKE_EPOCH_S", "2")  # long enough for the guard to look
     provider = FakeProvider(workspace_root=str(tmp_path / "ws"), hourly_usd=1.0)
-    summary, journal = _run(tmp_path, provider, epochs=30, cap=5.0, clock=JumpingClock())
+    summary, journal = _run(
+        tmp_path, provider, epochs=30, cap=5.0, clock=JumpingClock(tmp_path / "ws")
+    )
     assert summary.status == RunStatus.CAPPED
     assert [t.status for t in summary.tasks] == [TaskStatus.STOPPED]
     assert provider.owned() == [] and ("release", "fake-1") in provider.calls
