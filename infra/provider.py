@@ -107,6 +107,9 @@ class Machine:
     python: str = "python3"  # the interpreter that has the trainers' frameworks on this machine
     # Where runs' code and outputs live on the machine; relative paths are from the login home.
     workspace_root: str = "orchestrate"
+    # While a staged setup still installs (``ami.stages``): the folder its markers appear in,
+    # where a task waits for its own framework's; None once the machine is wholly set up.
+    setup_ready_dir: str | None = None
 
 
 @runtime_checkable
@@ -170,7 +173,11 @@ class Bootstraps(Protocol):
 
     Called by the engine once per machine after ``connect``; returns the machine with its
     trainer interpreter set. Providers whose machines come ready (local, baked images) need
-    not implement it.
+    not implement it. ``first``: the framework the machine's first task needs; a provider that
+    sets up in stages may return once that one is in, the rest still installing, with the
+    machine's ``setup_ready_dir`` set (tasks then wait there for their own framework).
     """
 
-    def bootstrap(self, machine: Machine, transport: Transport) -> Machine: ...
+    def bootstrap(
+        self, machine: Machine, transport: Transport, *, first: str | None = None
+    ) -> Machine: ...

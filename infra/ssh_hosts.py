@@ -157,9 +157,12 @@ class SshHostsProvider:
             workspace_root=spec.workspace_root,
         )
 
-    def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
+    def bootstrap(
+        self, machine: Machine, transport: Transport, *, first: str | None = None
+    ) -> Machine:
         """``python: auto`` hosts get a venv with the trainers' packages (infra.ssh_python);
-        any other host runs the interpreter its entry names, as it is."""
+        any other host runs the interpreter its entry names, as it is. Not staged (``first``
+        unused): a host's venv is kept between runs, so only its first run installs."""
         if machine.python != AUTO:
             return machine
         return auto_python(machine, transport)

@@ -17,7 +17,7 @@ from orchestrator.gang import WHERE, Gang, Quiet, gang_env
 from orchestrator.paths import RunPaths, Workspace
 from orchestrator.plan import Plan, PlannedTask
 from orchestrator.state import JobRef, TaskStatus
-from orchestrator.task_run import follow, task_command
+from orchestrator.task_run import follow, ready_wait, task_command
 
 
 class GangSteps(TaskSteps):
@@ -126,7 +126,13 @@ class GangSteps(TaskSteps):
             )
         local = paths.task_dir(task.id) / "workers" / str(rank)
         local.mkdir(parents=True, exist_ok=True)
-        job = transport.start(command.argv, env=command.env, log=ws.log(mine.id), cwd=command.cwd)
+        job = transport.start(
+            command.argv,
+            env=command.env,
+            log=ws.log(mine.id),
+            cwd=command.cwd,
+            prelude=ready_wait(machine, task.framework or None),
+        )
         self.journal.worker_started(plan.run_id, JobRef.of(job, machine))  # `down` stops it
         exit_code, stopped, timed_out = follow(
             transport,

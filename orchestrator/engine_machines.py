@@ -158,7 +158,9 @@ class MachineSteps(GangSteps):
             if self._resuming:
                 stop_stale_setups(self.journal, run_id, machine.name, transport)
             ship = slot.name not in self._adopted  # else its code is there (reattach rule 5)
-            machine = self._bootstrap_while_shipping(machine, transport, ws, ship=ship)
+            machine = self._bootstrap_while_shipping(
+                machine, transport, ws, ship=ship, first=self._first_framework(slot.name)
+            )
             self.reporter.event(MachineEvent(slot.name, "bootstrapped", ws.root))
             self._free_gpus[slot.name] = list(range(max(slot.gpus, 0)))
             slots = [
@@ -193,16 +195,33 @@ class MachineSteps(GangSteps):
             elif slot.name not in self._dead:
                 self.journal.machine_status(token, MachineStatus.RELEASED, "never acquired")
 
+    def _first_framework(self, name: str) -> str | None:
+        """The framework of the first task machine ``name`` will run (its setup installs that
+        one first); None when that task is a script, or none is queued for it."""
+        with self._lock:
+            adopted = self._adopted.get(name)
+            first = next((pt for pt in self._queue if name in pt.machines), None)
+            if adopted:
+                first = adopted[0][0]
+        return (first.task.framework or None) if first is not None else None
+
     def _bootstrap_while_shipping(
-        self, machine: Machine, transport: Transport, ws: Workspace, *, ship: bool
+        self,
+        machine: Machine,
+        transport: Transport,
+        ws: Workspace,
+        *,
+        ship: bool,
+        first: str | None = None,
     ) -> Machine:
         """The provider's bootstrap (a fresh cloud machine's setup: minutes of package
         installs) with the code sync beside it, not after it (issue 18, time to first task);
-        returns the bootstrapped machine once both are done, raising the first failure."""
+        returns the bootstrapped machine once both are done, raising the first failure. A
+        staged setup returns once ``first``'s framework is in (``Bootstraps``)."""
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ship") as pool:
             shipped = pool.submit(self._sync, transport, ws) if ship else None
             if isinstance(self.provider, Bootstraps):
-                machine = self.provider.bootstrap(machine, transport)
+                machine = self.provider.bootstrap(machine, transport, first=first)
             if shipped is not None:
                 shipped.result()
         if ship:

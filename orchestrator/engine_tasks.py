@@ -35,6 +35,7 @@ from orchestrator.task_run import (
     SetupGate,
     collect_outputs,
     follow,
+    ready_wait,
     start_prelude,
     task_command,
     task_outcome,
@@ -99,6 +100,8 @@ class TaskSteps:
             stale=[f"{out}/{name}" for name in MARKER_FILES],
             started=f"{log}.started",  # outputs newer than this belong to this task
         )
+        if wait := ready_wait(machine, task.framework or None):  # a staged setup's stage
+            prelude = f"{wait} && {prelude}"
         if task.setup:  # journalled like a task's job, so `down` can stop it after a crash
             self._setup.run_once(
                 machine,

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+from ami.stages import ALL, FAILED
+from ami.userdata import SETUP_LOG
 from infra.errors import OrchestrateError
 from infra.local import THREADS_TAG, thread_env
 from infra.provider import METADATA_TAG, Machine
@@ -107,6 +109,26 @@ def task_command(
     return TaskCommand(argv, env, ws.work if task.is_script else ws.code)
 
 
+def ready_wait(machine: Machine, framework: str | None) -> str:
+    """Shell text that waits until ``framework`` (every stage, for None) is installed on a
+    machine whose staged setup still runs (``ami.stages``), and fails with where to look if the
+    setup failed instead; empty where the machine is wholly set up."""
+    if machine.setup_ready_dir is None:
+        return ""
+    q = shlex.quote
+    ready = q(f"{machine.setup_ready_dir}/{framework or ALL}")
+    failed = q(f"{machine.setup_ready_dir}/{FAILED}")
+    why = q(
+        f"[orchestrate] this machine's setup failed before {framework or 'every framework'}"
+        f" was installed: its log is {SETUP_LOG} there"
+    )
+    # A subshell: its exit fails the prelude, not the job's wrapper (which records the code).
+    return (
+        f"( until [ -e {ready} ]; do if [ -e {failed} ]; then echo {why} >&2; exit 1; fi;"
+        " sleep 0.2; done )"
+    )
+
+
 def start_prelude(out: str, *, stale: Sequence[str], started: str) -> str:
     """Shell text a task's job runs before its command (``Transport.start``'s ``prelude``):
     its out folder made, ``stale`` files (the last attempt's notices) gone, and ``started``
@@ -149,9 +171,10 @@ class SetupGate:
         with self._lock:
             lock = self._locks.setdefault((machine.id, digest), threading.Lock())
         marker = shlex.quote(f"{machine.workspace_root}/.setup-{digest}.done")
-        script = with_python_on_path(
-            machine.python, f"test -e {marker} || {{ ( {setup} ) && touch {marker}; }}"
-        )
+        # After every framework is in: its installs must not race the machine's own.
+        wait = ready_wait(machine, None)
+        run = f"test -e {marker} || {{ ( {setup} ) && touch {marker}; }}"
+        script = with_python_on_path(machine.python, f"{wait} && {{ {run}; }}" if wait else run)
         log = f"{ws.root}/logs/setup-{digest}.log"
         with lock:
             job = transport.start(["sh", "-c", script], env={}, log=log, cwd=ws.work)

@@ -39,6 +39,8 @@ make_venv() {
 # what makes a cold setup fast (apt + `python3 -m venv` + `pip install uv` took 19 s of a 64 s
 # setup on the instance emulator). Fails where PyPI's JSON API is not reachable (a private index).
 fetch_uv() {
+  # Fetched by an earlier stage (ours: owned by this user, not planted in /tmp by another).
+  if [ -O "$1/uv" ] && [ -x "$1/uv" ] && "$1/uv" --version >/dev/null 2>&1; then return 0; fi
   python3 - "$1" <<'PY'
 import hashlib, io, json, os, platform, sys, urllib.parse, urllib.request, zipfile
 
@@ -85,6 +87,19 @@ python_env() {
   apt_install "$python_bin" "$python_bin-venv"
   make_venv "$python_bin" "$venv"
   retry 3 "$venv/bin/python" -m pip install -q "$@"
+}
+
+# known_modules REQUIREMENT...: the trainers' modules these requirements provide, one a line
+# (what a stage checks: a staged setup installs one framework at a time, see ami/stages.py).
+known_modules() {
+  local r name
+  for r in "$@"; do
+    name=$(printf '%s' "$r" | sed -E 's/[^A-Za-z0-9_.-].*//' | tr 'A-Z_' 'a-z-')
+    case "$name" in
+      tensorflow | tensorflow-cpu) echo tensorflow ;;
+      pytensor | numba | threadpoolctl | jax) echo "$name" ;;
+    esac
+  done
 }
 
 # check_imports VENV MODULE...: that each module is installed, without importing it (importing

@@ -9,4 +9,6 @@ shift 2
 if [ "$#" -eq 0 ]; then set -- "tensorflow-cpu>=2.16" "pytensor>=3.0" "numba>=0.59" "threadpoolctl>=3.1"; fi
 
 python_env "$python_bin" "$venv" "$@"
-check_imports "$venv" tensorflow pytensor numba threadpoolctl
+# The frameworks these requirements bring (all of them, unless a staged setup asked for one).
+# shellcheck disable=SC2046
+check_imports "$venv" $(known_modules "$@")

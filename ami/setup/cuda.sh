@@ -19,15 +19,29 @@ if ! nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; then
 fi
 
 python_env "$python_bin" "$venv" "$@"
-"$venv/bin/python" - <<'PY'
-import jax
-import pytensor
-import tensorflow as tf
+# The frameworks these requirements bring (all, unless a staged setup asked for one), each
+# checked on the GPU.
+# shellcheck disable=SC2046
+"$venv/bin/python" - $(known_modules "$@") <<'PY'
+import importlib
+import sys
 
-gpus = tf.config.list_physical_devices("GPU")
-print("setup ok: tensorflow", tf.__version__, "gpus", len(gpus), "| jax", jax.devices(), "| pytensor", pytensor.__version__)
-if not gpus:
-    raise SystemExit("tensorflow sees no GPU after setup")
-if jax.default_backend() != "gpu":
-    raise SystemExit("jax sees no GPU after setup: PyTensor's JAX mode would run on the CPU")
+wanted = set(sys.argv[1:])
+seen = []
+if "tensorflow" in wanted:
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    seen.append(f"tensorflow {tf.__version__} gpus {len(gpus)}")
+    if not gpus:
+        raise SystemExit("tensorflow sees no GPU after setup")
+if "jax" in wanted:
+    import jax
+
+    seen.append(f"jax {jax.devices()}")
+    if jax.default_backend() != "gpu":
+        raise SystemExit("jax sees no GPU after setup: PyTensor's JAX mode would run on the CPU")
+for name in sorted(wanted - {"tensorflow", "jax"}):
+    seen.append(f"{name} {getattr(importlib.import_module(name), '__version__', '?')}")
+print("setup ok:", " | ".join(seen))
 PY

@@ -312,18 +312,18 @@ class AwsProvider:
         """The run's running instance ``name`` (address and host key as at launch), or None."""
         return next((m for m in self.owned(run_id=run_id) if m.name == name), None)
 
-    def bootstrap(self, machine: Machine, transport: Transport) -> Machine:
-        """Run the image spec's setup if the AMI was not baked; point at its venv's python.
-
-        Idempotent: the setup script keeps a marker holding the spec's hash.
-        """
+    def bootstrap(
+        self, machine: Machine, transport: Transport, *, first: str | None = None
+    ) -> Machine:
+        """The spec's setup unless baked, staged (``infra.aws.staged_setup``); its python."""
         from ami.spec import spec_for
-        from ami.userdata import setup_commands
+        from infra.aws.staged_setup import run_setup
 
         spec = spec_for(machine.tags.get(TAG_SPEC, "") or "ubuntu24-cpu")
+        ready_dir = None
         if machine.tags.get(TAG_SETUP) == "needed":
-            transport.run(["bash", "-c", setup_commands(spec)], timeout_s=3600)
-        return replace(machine, python=spec.venv_python)
+            ready_dir = run_setup(transport, spec, first)
+        return replace(machine, python=spec.venv_python, setup_ready_dir=ready_dir)
 
     # ------------------------------------------------------------------ images (ComputeWithImages)
     def find_image(self, spec: ImageSpec) -> ImageRef | None:

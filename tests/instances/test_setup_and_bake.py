@@ -9,6 +9,7 @@ download cache), and the bake and the later runs reuse that. Marked ``instance``
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,9 @@ def test_real_setup_then_bake_then_a_run_from_the_image_without_setup(
     cold = run_ok(tiny_experiment(tmp_path, "cold"), env, tmp_path)
     (cold_iid,) = [e.instance_id for e in instance_emulator.events if e.what == "booted"]
     assert _setup_ran(instance_emulator, cold_iid)
+    # Staged (ami.stages): the first task's framework (the matrix starts with TensorFlow) went
+    # in first, the machine was handed over then, and PyTensor's stage followed.
+    assert _stages_in_order(instance_emulator, cold_iid) == ["tensorflow", "theano"]
     cold_s = first_task_s(Path(env["ORCHESTRATE_STATE_DIR"]), str(cold["run_id"]))
 
     # 2. Bake the spec: a machine set up the same way, saved as an image tagged with its hash.
@@ -148,6 +152,13 @@ def _setup_ran(emulator: InstanceEmulator, iid: str) -> bool:
     """Whether a setup wrote to its log on this machine's own disk layer (a log inherited from
     the image it booted from is in a lower layer, and does not count)."""
     return (emulator.containers[iid].upper / "var" / "log" / "orchestrate-setup.log").exists()
+
+
+def _stages_in_order(emulator: InstanceEmulator, iid: str) -> list[str]:
+    """The frameworks a staged setup reported ready on this machine, in the order it did."""
+    log = emulator.containers[iid].upper / "var" / "log" / "orchestrate-setup.log"
+    found = re.findall(r"^orchestrate setup: (\w+) ready ", log.read_text(), flags=re.M)
+    return [str(f) for f in found]
 
 
 def _image_of(emulator: InstanceEmulator, iid: str) -> str:
