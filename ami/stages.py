@@ -4,7 +4,9 @@ its own framework is installed rather than once every framework is (issue 18, it
 The stage of the framework the machine's first task needs comes first; the image's other
 packages (NumPy) go with it. Each finished stage leaves a marker file named after its framework
 in the ready folder, the last one ``all``, and a failure leaves ``failed`` (holding the exit
-code): a task waits for its framework's marker and gives up on ``failed``. The markers live
+code): a task waits for its framework's marker and gives up on ``failed``. Every stage installs
+pinned to one resolution of all of them, so a later stage never moves a package that a running
+task of an earlier one uses (TensorFlow pinning another NumPy, say). The markers live
 under /tmp, so a rebooted or baked machine never shows a stale one.
 
 A spec is not staged where staging could start a task too early: one framework only (nothing
@@ -22,6 +24,7 @@ from ami.userdata import setup_commands
 READY_DIR = "/tmp/orchestrate-ready"
 ALL = "all"  # every stage done: what a task of no framework waits for (a script, a job's setup)
 FAILED = "failed"
+PINS = "pins.txt"  # the joint resolution the stages install from (not a framework's marker)
 
 # A requirement's distribution name -> the trainers' framework it belongs to.
 FRAMEWORK_OF = {
@@ -68,6 +71,9 @@ def staged_setup_commands(spec: ImageSpec, first: str | None) -> str | None:
     lines = [
         head,
         f"rm -rf {ready} && mkdir -p {ready}",
+        # One resolution of every stage's packages, each stage pinned to it (common.sh).
+        f"export ORCHESTRATE_SETUP_ALL={shlex.quote(chr(10).join(spec.packages))}",
+        f"export ORCHESTRATE_SETUP_LOCK={shlex.quote(f'{READY_DIR}/{PINS}')}",
         # Any failure, at any stage, leaves its exit code where waiting tasks look.
         f'trap \'rc=$?; [ "$rc" = 0 ] || echo "$rc" > {ready}/{FAILED}\' EXIT',
     ]

@@ -71,19 +71,35 @@ PY
 # uv (ours: its own venv, parallel downloads) unless ORCHESTRATE_INSTALLER=pip or uv cannot be
 # had; then the classic path: apt's venv module, `python3 -m venv`, pip (the benchmark's
 # reference). UV_NATIVE_TLS: trust the system's CA store, as pip does.
+# A staged setup (ami/stages.py) sets ORCHESTRATE_SETUP_ALL (every stage's requirements, one a
+# line) and ORCHESTRATE_SETUP_LOCK: each stage installs pinned to one resolution of them all, so
+# a later stage never moves a package an earlier one installed (a task may be running on it).
 python_env() {
   local python_bin=$1 venv=$2 uv_dir=/tmp/orchestrate-uv
+  local all=${ORCHESTRATE_SETUP_ALL:-} lock=${ORCHESTRATE_SETUP_LOCK:-}
   shift 2
   if [ "${ORCHESTRATE_INSTALLER:-uv}" != pip ] && retry 2 fetch_uv "$uv_dir"; then
     $SUDO install -d -o "$login_user" -g "$(id -gn)" "$venv"
     if [ ! -x "$venv/bin/python" ]; then
       "$uv_dir/uv" venv -q --seed --allow-existing --python "$python_bin" "$venv"
     fi
-    if UV_NATIVE_TLS=1 retry 3 "$uv_dir/uv" pip install -q --python "$venv/bin/python" "$@"; then
+    local pins=()
+    if [ -n "$all" ] && [ -n "$lock" ]; then
+      if [ ! -s "$lock" ]; then
+        printf '%s\n' "$all" > "$lock.in"
+        UV_NATIVE_TLS=1 retry 3 "$uv_dir/uv" pip compile -q --python "$venv/bin/python" \
+          "$lock.in" -o "$lock"
+      fi
+      pins=(-c "$lock")
+    fi
+    if UV_NATIVE_TLS=1 retry 3 "$uv_dir/uv" pip install -q --python "$venv/bin/python" \
+      "${pins[@]}" "$@"; then
       cp "$uv_dir/uv" "$venv/bin/uv"  # for the jobs' own `setup:` too
       return 0
     fi
   fi
+  # pip resolves only as it installs: a staged setup's first stage takes every package.
+  if [ -n "$all" ]; then mapfile -t all_reqs <<< "$all" && set -- "${all_reqs[@]}"; fi
   apt_install "$python_bin" "$python_bin-venv"
   make_venv "$python_bin" "$venv"
   retry 3 "$venv/bin/python" -m pip install -q "$@"

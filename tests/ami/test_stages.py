@@ -4,12 +4,13 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 import subprocess
 
 import pytest
 
 from ami.spec import load_specs
-from ami.stages import ALL, FAILED, READY_DIR, staged_setup_commands, stages
+from ami.stages import ALL, FAILED, PINS, READY_DIR, staged_setup_commands, stages
 
 
 @pytest.mark.parametrize("name", sorted(load_specs()))
@@ -53,3 +54,9 @@ def test_the_script_marks_each_stage_after_installing_it() -> None:
     assert steps[3] == f"touch {READY_DIR}/tensorflow" and "tensorflow-cpu" in steps[2]
     assert steps[4] == f"touch {READY_DIR}/{ALL}"
     assert f"> {READY_DIR}/{FAILED}" in script
+    # Every stage installs pinned to one resolution of all the spec's packages.
+    assert f"export ORCHESTRATE_SETUP_LOCK={READY_DIR}/{PINS}" in script
+    exported = re.search(r"ORCHESTRATE_SETUP_ALL='([^']*)'", script)
+    assert exported and exported.group(1).splitlines() == list(
+        load_specs()["ubuntu24-cpu"].packages
+    )
