@@ -21,7 +21,7 @@ import shlex
 from ami.spec import ImageSpec
 from ami.userdata import setup_commands
 
-READY_DIR = "/tmp/orchestrate-ready"
+READY_DIR = "/tmp/orchestrate-ready"  # the default; each bootstrap passes a folder of its own
 ALL = "all"  # every stage done: what a task of no framework waits for (a script, a job's setup)
 FAILED = "failed"
 PINS = "pins.txt"  # the joint resolution the stages install from (not a framework's marker)
@@ -58,13 +58,18 @@ def stages(spec: ImageSpec, first: str | None) -> list[tuple[str, tuple[str, ...
     return out
 
 
-def staged_setup_commands(spec: ImageSpec, first: str | None) -> str | None:
-    """The setup script of ``spec`` run stage by stage with its markers in `READY_DIR`; None
-    when ``spec`` is not to be staged (see the module's docstring): run `setup_commands`."""
+def staged_setup_commands(
+    spec: ImageSpec, first: str | None, ready_dir: str = READY_DIR
+) -> str | None:
+    """The setup script of ``spec`` run stage by stage with its markers in ``ready_dir``; None
+    when ``spec`` is not to be staged (see the module's docstring): run `setup_commands`.
+
+    A folder per setup: a setup still running from an earlier attempt (an orchestrator that
+    died mid-setup, then ``attach``) must not clear or mark the new one's folder."""
     plan = stages(spec, first)
     if len(plan) < 2 or spec.setup:
         return None
-    ready = shlex.quote(READY_DIR)
+    ready = shlex.quote(ready_dir)
     head, _, call = setup_commands(spec).rstrip("\n").rpartition("\n")
     if not call.startswith("bash /tmp/orchestrate-setup-flavour.sh "):
         raise AssertionError("setup_commands no longer ends with the flavour call")
@@ -73,7 +78,7 @@ def staged_setup_commands(spec: ImageSpec, first: str | None) -> str | None:
         f"rm -rf {ready} && mkdir -p {ready}",
         # One resolution of every stage's packages, each stage pinned to it (common.sh).
         f"export ORCHESTRATE_SETUP_ALL={shlex.quote(chr(10).join(spec.packages))}",
-        f"export ORCHESTRATE_SETUP_LOCK={shlex.quote(f'{READY_DIR}/{PINS}')}",
+        f"export ORCHESTRATE_SETUP_LOCK={shlex.quote(f'{ready_dir}/{PINS}')}",
         # Any failure, at any stage, leaves its exit code where waiting tasks look.
         f'trap \'rc=$?; [ "$rc" = 0 ] || echo "$rc" > {ready}/{FAILED}\' EXIT',
     ]

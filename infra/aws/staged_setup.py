@@ -12,6 +12,7 @@ stage fail with it (``orchestrator.task_run.ready_wait``).
 from __future__ import annotations
 
 import os
+import secrets
 import shlex
 import time
 from collections.abc import Callable
@@ -26,7 +27,6 @@ STAGES_ENV = (
     "ORCHESTRATE_SETUP_STAGES"  # "0": one blocking setup, as before (the benchmark's reference)
 )
 SETUP_TIMEOUT_S = 3600.0
-JOB_LOG = f"{READY_DIR}.log"  # the detached job's own output (the script also tees its log)
 POLL_S = 0.5
 
 
@@ -40,23 +40,25 @@ def run_setup(
 ) -> str | None:
     """Set the machine up for ``spec``; returns the ready folder while later stages still
     install, or None when the setup is wholly done (a spec that is not staged)."""
+    ready_dir = f"{READY_DIR}-{secrets.token_hex(4)}"  # this setup's own (ami.stages)
     staged = os.environ.get(STAGES_ENV, "1") != "0"
-    script = staged_setup_commands(spec, first) if staged else None
+    script = staged_setup_commands(spec, first, ready_dir) if staged else None
     if script is None:
         transport.run(["bash", "-c", setup_commands(spec)], timeout_s=timeout_s)
         return None
     stage = stages(spec, first)[0][0]
-    ready, failed = (shlex.quote(f"{READY_DIR}/{name}") for name in (stage, FAILED))
+    ready, failed = (shlex.quote(f"{ready_dir}/{name}") for name in (stage, FAILED))
     look = f"if [ -e {ready} ]; then echo ready; elif [ -e {failed} ]; then echo failed; fi"
-    job = transport.start(["bash", "-c", script], env={}, log=JOB_LOG)
+    job_log = f"{ready_dir}.log"  # the job's own output (the script also tees to its log)
+    job = transport.start(["bash", "-c", script], env={}, log=job_log)
     deadline = clock() + timeout_s
     while True:
         status = transport.poll(job)
         seen = transport.run(["sh", "-c", look]).stdout.strip()
         if seen == "ready":
-            return READY_DIR
+            return ready_dir
         if seen == "failed" or status.finished:
-            tail = transport.run(["tail", "-n", "15", JOB_LOG], check=False).stdout.strip()
+            tail = transport.run(["tail", "-n", "15", job_log], check=False).stdout.strip()
             raise ProviderError(
                 f"setup of {spec.name} failed before {stage} was installed"
                 f" (exit {status.exit_code}); the end of its log:\n{tail}"
