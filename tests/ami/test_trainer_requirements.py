@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ami.spec import load_specs
+from ami.stages import distribution
 
 TRAINERS = Path(__file__).resolve().parents[2] / "trainers"
 # The import name of each third-party module the trainers use -> the distributions providing it.
@@ -33,12 +34,6 @@ def third_party_imports() -> set[str]:
             elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
                 found.add(node.module.split(".")[0])
     return found - set(sys.stdlib_module_names) - {"trainers"}
-
-
-def distribution(requirement: str) -> str:
-    match = re.match(r"[A-Za-z0-9_.-]+", requirement)
-    assert match, requirement
-    return match.group(0).lower().replace("_", "-")
 
 
 def test_every_third_party_import_of_the_trainers_has_a_known_provider() -> None:
