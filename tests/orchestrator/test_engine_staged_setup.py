@@ -9,12 +9,10 @@ waiting is the real shell text (``ready_wait``), run by the real job wrapper.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import threading
 import time
 from dataclasses import replace
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -27,7 +25,6 @@ from orchestrator.plan import MachineOffer, make_plan
 from orchestrator.specfile import parse_experiment
 from orchestrator.state import Journal
 from orchestrator.summary import RunSummary
-from orchestrator.task_run import ready_wait
 from tests.fakes import FAKE_TRAINERS, FakeProvider
 
 EXP = """name: staged
@@ -119,39 +116,3 @@ def test_a_failed_later_stage_fails_only_the_tasks_that_need_it(
     log = (tmp_path / "runs" / "r1" / failed.task_id / "task.log").read_text()
     assert "setup failed before tensorflow was installed" in log, log
     assert provider.machines == {}
-
-
-def _sh(script: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
-
-
-def _machine(ready: Path | None = None) -> Machine:
-    return Machine(
-        id="m-1",
-        provider="fake",
-        name="cpu",
-        address=None,
-        gpus=0,
-        cpus=1,
-        hourly_usd=0.0,
-        started_at=datetime.now(UTC),
-        setup_ready_dir=None if ready is None else str(ready),
-    )
-
-
-def test_the_wait_is_nothing_on_a_machine_set_up_whole() -> None:
-    assert ready_wait(_machine(), "theano") == "" and ready_wait(_machine(), None) == ""
-
-
-def test_the_wait_returns_on_the_marker_and_fails_on_failed(tmp_path: Path) -> None:
-    ready = tmp_path / "it's ready"  # a quote in the path
-    ready.mkdir()
-    machine = _machine(ready)
-    threading.Timer(0.5, (ready / "tensorflow").touch).start()
-    t0 = time.monotonic()
-    assert _sh(ready_wait(machine, "tensorflow") + " && echo went").stdout == "went\n"
-    assert time.monotonic() - t0 >= 0.4
-    (ready / FAILED).write_text("1\n")
-    done = _sh(ready_wait(machine, None) + " && echo went")  # None: every stage
-    assert done.returncode == 1 and "went" not in done.stdout
-    assert "setup failed before every framework was installed" in done.stderr

@@ -4,9 +4,13 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ami.stages import FAILED
 from infra.provider import Machine
 from orchestrator.matrix import expand
 from orchestrator.paths import Workspace
@@ -15,6 +19,7 @@ from orchestrator.task_run import (
     MEASURE_ENTRY,
     collect_outputs,
     open_log,
+    ready_wait,
     start_prelude,
     task_command,
 )
@@ -115,8 +120,6 @@ def test_open_log_replaces_a_planted_symlink(tmp_path: Path) -> None:
 
 
 def test_local_tasks_are_pinned_to_their_thread_share() -> None:
-    from dataclasses import replace
-
     local = replace(MACHINE, provider="local", tags={"orchestrate:threads": "3"})
     cmd = task_command(
         _tasks()["mnist-tensorflow-adam-cpu"], local, WS, run_id="r", data_dir=None, gpu=None,
@@ -204,3 +207,26 @@ def test_the_start_prelude_makes_out_clears_stale_notices_and_marks_the_start(
     (tmp_path / "a" / "blocked").touch()
     bad = start_prelude(str(tmp_path / "a" / "blocked" / "out"), stale=[], started=str(started))
     assert subprocess.run(["sh", "-c", bad], capture_output=True).returncode != 0
+
+
+# A staged setup's wait (ami.stages), run by the shell for real.
+def _sh(script: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["sh", "-c", script], capture_output=True, text=True, timeout=30)
+
+
+def test_the_wait_is_nothing_on_a_machine_set_up_whole() -> None:
+    assert ready_wait(MACHINE, "theano") == "" and ready_wait(MACHINE, None) == ""
+
+
+def test_the_wait_returns_on_the_marker_and_fails_on_failed(tmp_path: Path) -> None:
+    ready = tmp_path / "it's ready"  # a quote in the path
+    ready.mkdir()
+    machine = replace(MACHINE, setup_ready_dir=str(ready))
+    threading.Timer(0.5, (ready / "tensorflow").touch).start()
+    t0 = time.monotonic()
+    assert _sh(ready_wait(machine, "tensorflow") + " && echo went").stdout == "went\n"
+    assert time.monotonic() - t0 >= 0.4
+    (ready / FAILED).write_text("1\n")
+    done = _sh(ready_wait(machine, None) + " && echo went")  # None: every stage
+    assert done.returncode == 1 and "went" not in done.stdout
+    assert "setup failed before every framework was installed" in done.stderr
