@@ -19,7 +19,7 @@ import re
 import shlex
 
 from ami.spec import ImageSpec
-from ami.userdata import setup_commands
+from ami.userdata import flavour_call, setup_preamble
 
 READY_DIR = "/tmp/orchestrate-ready"  # the default; each bootstrap passes a folder of its own
 ALL = "all"  # every stage done: what a task of no framework waits for (a script, a job's setup)
@@ -70,12 +70,9 @@ def staged_setup_commands(
     if len(plan) < 2 or spec.setup:
         return None
     ready = shlex.quote(ready_dir)
-    head, _, call = setup_commands(spec).rstrip("\n").rpartition("\n")
-    if not call.startswith("bash /tmp/orchestrate-setup-flavour.sh "):
-        raise AssertionError("setup_commands no longer ends with the flavour call")
     lines = [
-        head,
-        f"rm -rf {ready} && mkdir -p {ready}",
+        *setup_preamble(spec),
+        f"mkdir -p {ready}",
         # One resolution of every stage's packages, each stage pinned to it (common.sh).
         f"export ORCHESTRATE_SETUP_ALL={shlex.quote(chr(10).join(spec.packages))}",
         f"export ORCHESTRATE_SETUP_LOCK={shlex.quote(f'{ready_dir}/{PINS}')}",
@@ -83,9 +80,8 @@ def staged_setup_commands(
         f'trap \'rc=$?; [ "$rc" = 0 ] || echo "$rc" > {ready}/{FAILED}\' EXIT',
     ]
     for framework, requirements in plan:
-        args = [spec.python, spec.venv, *requirements]
         lines += [
-            "bash /tmp/orchestrate-setup-flavour.sh " + " ".join(shlex.quote(a) for a in args),
+            flavour_call(spec, requirements),
             f"touch {ready}/{framework}",
             f'echo "orchestrate setup: {framework} ready $(date -u +%FT%T.%NZ)"',
         ]

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import shlex
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -38,6 +39,7 @@ MAX_USER_DATA_BYTES = 16 * 1024
 
 SETUP_PATH = "/var/lib/orchestrate/setup.sh"
 SETUP_LOG = "/var/log/orchestrate-setup.log"
+FLAVOUR_PATH = "/tmp/orchestrate-setup-flavour.sh"  # the flavour script, written by the setup
 SETUP_EXIT = "/var/lib/orchestrate/setup.exit"  # holds the exit code once setup has finished
 DEADLINE_PATH = "/etc/orchestrate/deadline"
 DEADLINE_UNIT = "orchestrate-deadline"
@@ -124,8 +126,18 @@ def setup_commands(spec: ImageSpec, *, for_image: bool = False) -> str:
     once, leaving their caches (PyTensor's compiled modules) in the image; a launch skips that,
     as its first task imports them anyway.
     """
-    args = [spec.python, spec.venv, *spec.packages]
     lines = [
+        *setup_preamble(spec, for_image=for_image),
+        flavour_call(spec, spec.packages),
+        *spec.setup,
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def setup_preamble(spec: ImageSpec, *, for_image: bool = False) -> list[str]:
+    """The setup script's lines before any install: its log, and the flavour script written to
+    a file for `flavour_call` (shared with the staged setup, ``ami.stages``)."""
+    return [
         "#!/usr/bin/env bash",
         "set -euo pipefail",
         f"# orchestrate setup for image spec {spec.name!r} ({spec.flavour})",
@@ -137,13 +149,16 @@ def setup_commands(spec: ImageSpec, *, for_image: bool = False) -> str:
         ' && sudo -n chown "$(id -un)" "$log" || log="$HOME/orchestrate-setup.log"; fi',
         'exec > >(tee -a "$log") 2> >(tee -a "$log" >&2)',
         'echo "orchestrate setup of ' + spec.name + ' started $(date -u +%FT%TZ)"',
-        "cat > /tmp/orchestrate-setup-flavour.sh <<'ORCHESTRATE_SETUP_EOF'",
+        f"cat > {FLAVOUR_PATH} <<'ORCHESTRATE_SETUP_EOF'",
         setup_script(spec.flavour).rstrip("\n"),
         "ORCHESTRATE_SETUP_EOF",
-        "bash /tmp/orchestrate-setup-flavour.sh " + " ".join(shlex.quote(a) for a in args),
-        *spec.setup,
     ]
-    return "\n".join(lines) + "\n"
+
+
+def flavour_call(spec: ImageSpec, requirements: Sequence[str]) -> str:
+    """The line that runs the flavour script (written by `setup_preamble`) for these packages."""
+    args = [spec.python, spec.venv, *requirements]
+    return f"bash {FLAVOUR_PATH} " + " ".join(shlex.quote(a) for a in args)
 
 
 def render_user_data(

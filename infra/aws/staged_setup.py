@@ -23,9 +23,8 @@ from ami.userdata import setup_commands
 from infra.errors import ProviderError
 from infra.transport.base import Transport
 
-STAGES_ENV = (
-    "ORCHESTRATE_SETUP_STAGES"  # "0": one blocking setup, as before (the benchmark's reference)
-)
+# "0": one blocking setup before any task, as before (the benchmark's reference).
+STAGES_ENV = "ORCHESTRATE_SETUP_STAGES"
 SETUP_TIMEOUT_S = 3600.0
 POLL_S = 0.5
 
