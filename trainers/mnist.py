@@ -108,7 +108,15 @@ def run(cfg: MnistConfig, stop_signal: Callable[[], int | None] = lambda: None) 
 
     `stop_signal` is polled between epochs (see `trainers.mlp_run.run_training`). When
     ``TF_CONFIG`` names several workers this process is one of them (`trainers.tf_workers`).
+    The frameworks' generated sources go to a folder removed at the end (`trainers.scratch`).
     """
+    from trainers.scratch import private_tempdir
+
+    with private_tempdir():
+        return _run(cfg, stop_signal)
+
+
+def _run(cfg: MnistConfig, stop_signal: Callable[[], int | None]) -> dict[str, Any]:
     from trainers.cluster import cluster_from_env
     from trainers.data import load_mnist
     from trainers.device import choose_device

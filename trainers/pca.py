@@ -53,6 +53,7 @@ from trainers.manifest import write_manifest
 from trainers.pca_block import BlockSettings, BlockStats, block_ascent
 from trainers.pca_reference import compare, numpy_reference
 from trainers.pca_types import Component, fix_sign
+from trainers.scratch import private_tempdir
 from trainers.timing import TimingLog
 
 REFERENCE_MAX_D = 4096
@@ -190,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     received: list[int] = []
     previous = signal.signal(PREEMPT_SIGNAL, lambda signum, frame: received.append(signum))
     try:
-        _run(args, received)
+        with private_tempdir():  # the frameworks' generated sources: trainers.scratch
+            _run(args, received)
     except TrainerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
