@@ -36,6 +36,7 @@ from benchmarks._results import write_section  # noqa: E402
 from trainers.chunks import write_npy_once  # noqa: E402
 from trainers.data import load_mnist  # noqa: E402
 from trainers.manifest import cpu_info, framework_versions  # noqa: E402
+from trainers.scratch import private_tempdir  # noqa: E402
 
 SECTION = "## Trainers: gradient PCA"
 MiB = 1 << 20
@@ -200,7 +201,9 @@ def main() -> int:
     p.add_argument("--no-results", action="store_true", help="print only; keep RESULTS.md")
     args = p.parse_args()
     if args.child:
-        print(json.dumps(child(args.child[0], json.loads(args.child[1])), default=float))
+        with private_tempdir():  # the frameworks' generated sources (trainers.scratch)
+            result = child(args.child[0], json.loads(args.child[1]))
+        print(json.dumps(result, default=float))
         return 0
     with tempfile.TemporaryDirectory(prefix="pca-bench-") as tmp:
         work = args.work or Path(tmp)

@@ -357,7 +357,10 @@ def main() -> None:
     p.add_argument("--child", choices=[*GEMMS, *CONTESTANTS], help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
-        child(args.child, args)
+        from trainers.scratch import private_tempdir
+
+        with private_tempdir():  # the frameworks' generated sources (trainers.scratch)
+            child(args.child, args)
         return
     args.load_before = os.getloadavg()[0]
     values = measure(args)
