@@ -3,7 +3,10 @@ Numba backend and TensorFlow's autograph write generated source there and never 
 
 from __future__ import annotations
 
+import os
+import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +15,7 @@ import pytest
 from tests.mnist_data import MNIST_DIR, needs_mnist
 from trainers.mnist import parse_config, run
 from trainers.pca import main as pca_main
-from trainers.scratch import private_tempdir
+from trainers.scratch import PREFIX, STALE_AFTER_S, private_tempdir, sweep_stale
 
 
 @pytest.fixture
@@ -69,3 +72,41 @@ def test_a_pca_run_leaves_nothing_behind(system_tmp: Path, tmp_path: Path, frame
     assert pca_main(argv) == 0
     assert (tmp_path / "out" / "metrics.json").exists()
     assert not list(system_tmp.iterdir())
+
+
+def test_folders_of_dead_trainers_are_swept_once_an_hour_old(tmp_path: Path) -> None:
+    """What a SIGKILLed trainer leaves is removed by a later trainer's start."""
+    dead_pid = subprocess.Popen(["true"]).pid  # noqa: S607
+    os.waitpid(dead_pid, 0)
+    now = time.time()
+    folders = {
+        "dead, old": (dead_pid, now - 2 * STALE_AFTER_S),
+        "dead, recent": (dead_pid, now - 60),
+        "alive, old": (os.getpid(), now - 2 * STALE_AFTER_S),
+    }
+    paths = {}
+    for what, (pid, mtime) in folders.items():
+        path = tmp_path / f"{PREFIX}{pid}-{what.replace(', ', '-')}"
+        (path / "sub").mkdir(parents=True)
+        (path / "sub" / "generated.py").write_text("x = 1\n")
+        os.utime(path, (mtime, mtime))
+        paths[what] = path
+    other = tmp_path / "tmpabc123"
+    other.mkdir()
+    os.utime(other, (now - 2 * STALE_AFTER_S,) * 2)
+
+    assert sweep_stale(tmp_path, now=now) == [paths["dead, old"]]
+    assert not paths["dead, old"].exists()
+    assert paths["dead, recent"].exists() and paths["alive, old"].exists() and other.exists()
+
+
+def test_the_guard_sweeps_where_it_makes_its_folder(system_tmp: Path) -> None:
+    dead_pid = subprocess.Popen(["true"]).pid  # noqa: S607
+    os.waitpid(dead_pid, 0)
+    left = system_tmp / f"{PREFIX}{dead_pid}-killed"
+    left.mkdir()
+    old = time.time() - 2 * STALE_AFTER_S
+    os.utime(left, (old, old))
+    with private_tempdir() as mine:
+        assert mine.name.startswith(f"{PREFIX}{os.getpid()}-")
+        assert not left.exists()
