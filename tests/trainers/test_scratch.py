@@ -76,8 +76,7 @@ def test_a_pca_run_leaves_nothing_behind(system_tmp: Path, tmp_path: Path, frame
 
 def test_folders_of_dead_trainers_are_swept_once_an_hour_old(tmp_path: Path) -> None:
     """What a SIGKILLed trainer leaves is removed by a later trainer's start."""
-    dead_pid = subprocess.Popen(["true"]).pid  # noqa: S607
-    os.waitpid(dead_pid, 0)
+    dead_pid = _dead_pid()
     now = time.time()
     folders = {
         "dead, old": (dead_pid, now - 2 * STALE_AFTER_S),
@@ -101,8 +100,7 @@ def test_folders_of_dead_trainers_are_swept_once_an_hour_old(tmp_path: Path) -> 
 
 
 def test_the_guard_sweeps_where_it_makes_its_folder(system_tmp: Path) -> None:
-    dead_pid = subprocess.Popen(["true"]).pid  # noqa: S607
-    os.waitpid(dead_pid, 0)
+    dead_pid = _dead_pid()
     left = system_tmp / f"{PREFIX}{dead_pid}-killed"
     left.mkdir()
     old = time.time() - 2 * STALE_AFTER_S
@@ -110,3 +108,10 @@ def test_the_guard_sweeps_where_it_makes_its_folder(system_tmp: Path) -> None:
     with private_tempdir() as mine:
         assert mine.name.startswith(f"{PREFIX}{os.getpid()}-")
         assert not left.exists()
+
+
+def _dead_pid() -> int:
+    """The pid of a process that has exited and been reaped."""
+    proc = subprocess.Popen(["true"])  # noqa: S607
+    proc.wait()
+    return proc.pid
