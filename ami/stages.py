@@ -33,6 +33,7 @@ FRAMEWORK_OF = {
     "pytensor": "theano",
     "numba": "theano",
     "threadpoolctl": "theano",
+    "scipy-openblas32": "theano",
     "jax": "theano",
 }
 

@@ -22,9 +22,10 @@ and runs one untimed warm-up epoch, then waits on its stdin. Rounds follow: in e
 asks every child in turn (the order rotates) for one timed epoch, with a short pause between
 turns so no idle child's spinning threads steal from the next; a burst of load from elsewhere
 on the machine thus hits all of them alike. Two ``gemm`` children time a 2048² float32 matrix
-product in their turns, one with NumPy's BLAS (OpenBLAS) and one with TensorFlow's (oneDNN):
-the machine's attainable FLOP rate in that same round is the better of the two. Both are
-needed: an environment may pin OpenBLAS to older kernels (``OPENBLAS_CORETYPE=Haswell``, i.e.
+product in their turns, one with NumPy's BLAS (OpenBLAS) and one with TensorFlow's (oneDNN),
+and a third with the scipy-openblas32 wheel's OpenBLAS that the PyTensor step calls, where it
+is installed: the machine's attainable FLOP rate in that same round is the best of them. All
+are needed: an environment may pin OpenBLAS to older kernels (``OPENBLAS_CORETYPE=Haswell``, i.e.
 AVX2 on an AVX-512 CPU, which halves its rate), and a bound from that alone would flatter
 every contestant whose GEMMs do not go through OpenBLAS.
 
@@ -50,6 +51,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from benchmarks._results import write_section
+from trainers.pt_blas import library_path
 
 REPO = Path(__file__).resolve().parents[1]
 SECTION = "## Trainers: MLP throughput"
@@ -129,9 +131,10 @@ def keras_fit(data: Any, hidden: int, batch: int, lr: float) -> EpochFn:
 
 
 def gemm_rate(library: str, size: int = 2048, repeats: int = 5) -> float:
-    """Best FLOP/s of ``repeats`` float32 size² matrix products by NumPy's or TensorFlow's BLAS.
+    """Best FLOP/s of ``repeats`` float32 size² matrix products by NumPy's, TensorFlow's or the
+    scipy-openblas32 wheel's BLAS.
 
-    Two libraries because either may be the faster on a given host (module docstring).
+    Several libraries because any may be the fastest on a given host (module docstring).
     """
     import numpy as np
 
@@ -144,6 +147,8 @@ def gemm_rate(library: str, size: int = 2048, repeats: int = 5) -> float:
 
         ta, tb = tf.constant(a), tf.constant(b)
         product = lambda: tf.matmul(ta, tb).numpy()  # noqa: E731 (.numpy() waits for it)
+    elif library == "scipy-openblas32":
+        product = _wheel_product(a, b)
     product()  # warm-up: BLAS threads start, pages fault in
     best = float("inf")
     for _ in range(repeats):
@@ -151,6 +156,28 @@ def gemm_rate(library: str, size: int = 2048, repeats: int = 5) -> float:
         product()
         best = min(best, time.perf_counter() - t0)
     return 2.0 * size**3 / best
+
+
+def _wheel_product(a: Any, b: Any) -> Callable[[], object]:
+    """``a @ b`` (square, C-ordered float32) by the wheel's ``cblas_sgemm``, through ctypes."""
+    import ctypes
+
+    import numpy as np
+
+    from trainers.pt_blas import NO_TRANS, ROW_MAJOR
+
+    path = library_path()
+    assert path is not None
+    sgemm = ctypes.CDLL(path).scipy_cblas_sgemm
+    out = np.empty_like(a)
+    n, one, zero = len(a), ctypes.c_float(1.0), ctypes.c_float(0.0)
+    pa, pb, pc = (ctypes.c_void_p(m.ctypes.data) for m in (a, b, out))
+
+    def product() -> Any:
+        sgemm(ROW_MAJOR, NO_TRANS, NO_TRANS, n, n, n, one, pa, n, pb, n, zero, pc, n)
+        return out
+
+    return product
 
 
 def flops_per_sample(sizes: tuple[int, ...]) -> float:
@@ -166,8 +193,13 @@ CONTESTANTS: dict[str, Callable[[Any, int, int, float], EpochFn]] = {
 }
 
 
-# The GEMM children: their name and the library each times.
+# The GEMM children: their name and the library each times. The PyTensor step calls the
+# scipy-openblas32 wheel's GEMM where it is installed (`trainers.pt_blas`): then that library's
+# rate is a candidate for the bound too, or the bound would flatter PyTensor on a host where it
+# is the fastest.
 GEMMS = {"gemm": "numpy", "gemm tf": "tensorflow"}
+if library_path() is not None:
+    GEMMS["gemm wheel"] = "scipy-openblas32"
 
 
 def child(name: str, args: argparse.Namespace) -> None:
@@ -286,8 +318,8 @@ ROWS = [
     ("keras fit", "TensorFlow: keras.Sequential + model.fit"),
     (
         "pytensor",
-        "PyTensor (theano): shared + grad + function(updates), Numba, transposed products "
-        "to BLAS, a batch part per core",
+        "PyTensor (theano): shared + grad + function(updates), Numba, every product to "
+        "BLAS (the scipy-openblas32 wheel's where installed), a batch part per core",
     ),
 ]
 
@@ -315,7 +347,7 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
         "epoch; **each contestant in its own process**, taking turns epoch by epoch. Command: "
         "`.venv/bin/python -m benchmarks.trainers`.",
         f"Bound: 2048² float32 GEMM measured in the same rounds, GFLOP/s median (min..max): "
-        f"{rates}; the better, {GEMMS[lib]}'s {gemm / 1e9:.1f} GFLOP/s, over "
+        f"{rates}; the best, {GEMMS[lib]}'s {gemm / 1e9:.1f} GFLOP/s, over "
         f"{per_sample / 1e3:.1f}k FLOPs per sample = {bound:,.0f} samples/s.",
         "",
         "| contestant | what | samples/s (median) | min..max | vs Keras fit | vs tf loop "

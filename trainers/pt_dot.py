@@ -76,14 +76,20 @@ def _untranspose_dot(fgraph: Any, node: Apply) -> list[Variable] | None:
     if a.type.ndim != 2 or b.type.ndim != 2 or a.type.dtype != b.type.dtype:
         return None
     ta, tb = _is_transpose(a), _is_transpose(b)
-    if not (ta or tb):
-        return None
+    if not (ta or tb) and not (a.type.dtype == "float32" and _blas_available()):
+        return None  # a plain product: Numba's np.dot is as good as any other path to BLAS
     a_in = a.owner.inputs[0] if ta else a
     b_in = b.owner.inputs[0] if tb else b
     out = TransposedDot(ta, tb).make_node(a_in, b_in).outputs[0]
     if out.type.dtype != node.outputs[0].type.dtype:
         return None
     return [out]
+
+
+def _blas_available() -> bool:
+    from trainers import pt_blas
+
+    return pt_blas.available()
 
 
 UNTRANSPOSE_DOTS = in2out(_untranspose_dot, name="untranspose_dots")
@@ -109,27 +115,85 @@ def _register_numba() -> None:
         register_funcify_default_op_cache_key,
     )
 
+    from trainers import pt_blas
+
+    blas = pt_blas.available()
+
     @register_funcify_default_op_cache_key(TransposedDot)  # type: ignore[misc]
     def _funcify(op: TransposedDot, node: Apply | None = None, **kwargs: Any) -> Any:
-        if op.transpose_a and op.transpose_b:
+        dtypes = {v.type.dtype for v in node.inputs + node.outputs} if node is not None else {}
+        if blas and dtypes == {"float32"}:
+            # The key's salt tells this code from the np.dot kind (cache keys are per Op).
+            return _sgemm_kernel(numba_njit, op.transpose_a, op.transpose_b), 2
+        return _np_dot_kernel(numba_njit, op.transpose_a, op.transpose_b), 1
 
-            @numba_njit  # type: ignore[misc]
-            def dot_tt(a: Any, b: Any) -> Any:
-                return np.dot(a.T, b.T)
+    _registered.append(True)
 
-            return dot_tt, 1
-        if op.transpose_a:
 
-            @numba_njit  # type: ignore[misc]
-            def dot_tn(a: Any, b: Any) -> Any:
-                return np.dot(a.T, b)
+def _np_dot_kernel(numba_njit: Any, transpose_a: bool, transpose_b: bool) -> Any:
+    """``op(a) @ op(b)`` by Numba's ``np.dot`` (SciPy's BLAS); a transpose taken inside Numba
+    is typed Fortran-ordered, which ``np.dot`` passes to BLAS as a flag, without a copy."""
+    if transpose_a and transpose_b:
 
-            return dot_tn, 1
+        @numba_njit  # type: ignore[misc]
+        def dot_tt(a: Any, b: Any) -> Any:
+            return np.dot(a.T, b.T)
+
+        return dot_tt
+    if transpose_a:
+
+        @numba_njit  # type: ignore[misc]
+        def dot_tn(a: Any, b: Any) -> Any:
+            return np.dot(a.T, b)
+
+        return dot_tn
+    if transpose_b:
 
         @numba_njit  # type: ignore[misc]
         def dot_nt(a: Any, b: Any) -> Any:
             return np.dot(a, b.T)
 
-        return dot_nt, 1
+        return dot_nt
 
-    _registered.append(True)
+    @numba_njit  # type: ignore[misc]
+    def dot_nn(a: Any, b: Any) -> Any:
+        return np.dot(a, b)
+
+    return dot_nn
+
+
+def _sgemm_kernel(numba_njit: Any, transpose_a: bool, transpose_b: bool) -> Any:
+    """``op(a) @ op(b)`` for float32 by `trainers.pt_blas`'s ``cblas_sgemm``, row-major: a
+    C-ordered operand is passed as it is, with a transpose flag where the Op says so."""
+    from trainers import pt_blas
+
+    sgemm = pt_blas.sgemm()
+    row_major = np.int32(pt_blas.ROW_MAJOR)
+    op_a = np.int32(pt_blas.TRANS if transpose_a else pt_blas.NO_TRANS)
+    op_b = np.int32(pt_blas.TRANS if transpose_b else pt_blas.NO_TRANS)
+    ta, tb = transpose_a, transpose_b
+
+    @numba_njit  # type: ignore[misc]
+    def sgemm_product(a: Any, b: Any) -> Any:
+        if not a.flags.c_contiguous:
+            a = a.copy()
+        if not b.flags.c_contiguous:
+            b = b.copy()
+        m, k = (a.shape[1], a.shape[0]) if ta else (a.shape[0], a.shape[1])
+        k_b, n = (b.shape[1], b.shape[0]) if tb else (b.shape[0], b.shape[1])
+        if k != k_b:
+            raise ValueError("TransposedDot: the operands' inner dimensions differ")
+        out = np.empty((m, n), dtype=np.float32)
+        if m == 0 or n == 0:
+            return out
+        if k == 0:
+            out[:] = 0.0
+            return out
+        sgemm(
+            row_major, op_a, op_b, np.int32(m), np.int32(n), np.int32(k), np.float32(1.0),
+            a.ctypes.data, np.int32(a.shape[1]), b.ctypes.data, np.int32(b.shape[1]),
+            np.float32(0.0), out.ctypes.data, np.int32(n),
+        )  # fmt: skip
+        return out
+
+    return sgemm_product

@@ -114,6 +114,7 @@ known_modules() {
     case "$name" in
       tensorflow | tensorflow-cpu) echo tensorflow ;;
       pytensor | numba | threadpoolctl | jax) echo "$name" ;;
+      scipy-openblas32) echo scipy_openblas32 ;;
     esac
   done
 }

@@ -7,7 +7,7 @@ set -euo pipefail
 python_bin="${1:?usage: cuda.sh PYTHON VENV [PIP_REQUIREMENT...]}"
 venv="${2:?usage: cuda.sh PYTHON VENV [PIP_REQUIREMENT...]}"
 shift 2
-if [ "$#" -eq 0 ]; then set -- "tensorflow[and-cuda]>=2.16" "pytensor>=3.0" "numba>=0.59" "threadpoolctl>=3.1" "jax[cuda12]"; fi
+if [ "$#" -eq 0 ]; then set -- "tensorflow[and-cuda]>=2.16" "pytensor>=3.0" "numba>=0.59" "threadpoolctl>=3.1" "scipy-openblas32>=0.3.31" "jax[cuda12]"; fi
 
 # First, and clearly: without a working driver nothing below can help, so fail in seconds
 # rather than after gigabytes of CUDA wheels.

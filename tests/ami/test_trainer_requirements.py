@@ -20,6 +20,9 @@ PROVIDERS = {
     "tensorflow": {"tensorflow", "tensorflow-cpu"},
     "pytensor": {"pytensor"},
     "threadpoolctl": {"threadpoolctl"},
+    "numba": {"numba"},
+    "llvmlite": {"numba"},  # numba's own dependency
+    "scipy_openblas32": {"scipy-openblas32"},
     "jax": {"jax"},
 }
 GPU_ONLY = {"jax"}  # imported only on the --device gpu path
