@@ -10,7 +10,9 @@ without a copy.
 
 `TransposedDot` is that product as an Op, and `UNTRANSPOSE_DOTS` is the graph rewrite that
 puts it where a ``Dot`` takes a transposed matrix; `numba_mode` is the NUMBA mode with the
-rewrite in. Written here because PyTensor's Numba backend has no such rewrite (its BLAS ops,
+rewrite in. Where the scipy-openblas32 wheel is installed, a float32 product, plain ones too,
+becomes the Op with no transpose flags, and the Op calls the wheel's ``sgemm`` instead of
+``np.dot`` (`trainers.pt_blas`: a newer OpenBLAS, faster at the MNIST step's shapes). Written here because PyTensor's Numba backend has no such rewrite (its BLAS ops,
 ``Dot22``/``Gemm``, are for the C backend only). The rewrite runs after PyTensor's own
 (canonicalize, specialize), so it also sees transposes those introduce.
 """
