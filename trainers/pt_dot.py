@@ -12,7 +12,8 @@ without a copy.
 puts it where a ``Dot`` takes a transposed matrix; `numba_mode` is the NUMBA mode with the
 rewrite in. Where the scipy-openblas32 wheel is installed, a float32 product, plain ones too,
 becomes the Op with no transpose flags, and the Op calls the wheel's ``sgemm`` instead of
-``np.dot`` (`trainers.pt_blas`: a newer OpenBLAS, faster at the MNIST step's shapes). Written here because PyTensor's Numba backend has no such rewrite (its BLAS ops,
+``np.dot`` (`trainers.pt_blas`: a newer OpenBLAS, faster at the MNIST step's shapes).
+Written here because PyTensor's Numba backend has no such rewrite (its BLAS ops,
 ``Dot22``/``Gemm``, are for the C backend only). The rewrite runs after PyTensor's own
 (canonicalize, specialize), so it also sees transposes those introduce.
 """
