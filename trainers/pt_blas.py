@@ -5,7 +5,8 @@ Numba's ``np.dot`` calls the BLAS that SciPy bundles, which lags the OpenBLAS re
 1.17.1 bundles 0.3.30). At the MNIST step's shapes (a 250×784 part times 784×300, and its
 transposed backward product) one thread of OpenBLAS 0.3.34 is 6-8% faster than that one,
 measured alternating in one process on the 2-core Xeon (AVX-512) host (issue 18); at 2048² the
-two are alike. The products are three quarters of a step, so the step gains about 5%.
+two are alike. The products are three quarters of a step: the whole trainer gained 6.7%
+samples/s, A/B in one process (benchmarks/RESULTS.md, "Fifth session").
 
 Why by hand: Numba offers no way to choose the BLAS behind ``np.dot``. The wheel's library is
 opened with ctypes and its ``cblas_sgemm`` registered with LLVM under a name of our own

@@ -80,7 +80,7 @@ def _untranspose_dot(fgraph: Any, node: Apply) -> list[Variable] | None:
         return None
     ta, tb = _is_transpose(a), _is_transpose(b)
     if not (ta or tb) and not (a.type.dtype == "float32" and _blas_available()):
-        return None  # a plain product: Numba's np.dot is as good as any other path to BLAS
+        return None  # plain, and no wheel to call (or not float32): np.dot takes it to BLAS
     a_in = a.owner.inputs[0] if ta else a
     b_in = b.owner.inputs[0] if tb else b
     out = TransposedDot(ta, tb).make_node(a_in, b_in).outputs[0]
