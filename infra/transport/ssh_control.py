@@ -20,7 +20,19 @@ import threading
 import uuid
 from typing import Protocol
 
-_PROLOGUE = "T=$(mktemp -d) || exit 1\ntrap 'rm -rf \"$T\"' EXIT\n"
+# The private temp dir goes when the shell does. The EXIT trap covers a closed channel (EOF on
+# stdin). ``sh`` (dash) does not run it when a signal ends the shell, and a dropped connection
+# ends it by one (sshd's HUP, a PIPE on the reply, a TERM at shutdown). Each of those has its
+# own trap, run once the shell's stdin ends, which the lost channel also brings. Only a KILL
+# leaves the dir behind.
+_PROLOGUE = (
+    "T=$(mktemp -d) || exit 1\n"
+    "trap 'rm -rf \"$T\"' EXIT\n"
+    "trap 'rm -rf \"$T\"; exit 129' HUP\n"
+    "trap 'rm -rf \"$T\"; exit 130' INT\n"
+    "trap 'rm -rf \"$T\"; exit 141' PIPE\n"
+    "trap 'rm -rf \"$T\"; exit 143' TERM\n"
+)
 
 
 class ShellChannel(Protocol):
