@@ -14,6 +14,10 @@ opened with ctypes and its ``cblas_sgemm`` registered with LLVM under a name of 
 finds this library's function and never another copy's of the same exported name. Without the
 wheel, or on a platform where it cannot be loaded, `available` is False and the products stay
 ``np.dot`` (the cache keys differ, so the two kinds of code never mix).
+
+Only on x86-64 (`MEASURED_ON`): that is where the gain was measured, and OpenBLAS's recent
+releases had wrong-result regressions in their Arm (Neoverse V1, ARMv8) and RISC-V kernels
+(OpenBLAS issues 5735, 5743, 5811), so an Arm machine such as a Graviton keeps SciPy's BLAS.
 """
 
 from __future__ import annotations
@@ -21,10 +25,12 @@ from __future__ import annotations
 import ctypes
 import functools
 import os
+import platform
 from typing import Any
 
 SYMBOL = "orchestrate_cblas_sgemm"
 ROW_MAJOR, NO_TRANS, TRANS = 101, 111, 112  # the CBLAS enum values
+MEASURED_ON = ("x86_64", "AMD64")  # platform.machine() where the wheel's GEMM is used
 
 
 @functools.cache
@@ -45,7 +51,7 @@ def available() -> bool:
     """Whether `SYMBOL` is registered (once per process): the wheel loads and exports the
     function, and LLVM resolves our name to it."""
     path = library_path()
-    if path is None:
+    if path is None or platform.machine() not in MEASURED_ON:
         return False
     try:
         lib = ctypes.CDLL(path)

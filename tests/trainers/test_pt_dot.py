@@ -185,3 +185,21 @@ def test_without_the_wheel_a_plain_product_stays_numbas(monkeypatch: pytest.Monk
     a, b = pt.matrix("a", dtype="float32"), pt.matrix("b", dtype="float32")
     fn = function([a, b], pt.dot(a, b), mode=pt_dot.numba_mode())
     assert [type(n.op) for n in fn.maker.fgraph.toposort()] == [Dot]
+
+
+def test_the_wheel_is_used_only_on_the_architecture_it_was_measured_on(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import platform
+
+    from trainers import pt_blas
+
+    monkeypatch.setattr(platform, "machine", lambda: "aarch64")
+    pt_blas.available.cache_clear()
+    try:
+        assert not pt_blas.available()
+    finally:
+        monkeypatch.undo()
+        pt_blas.available.cache_clear()
+    here = platform.machine() in pt_blas.MEASURED_ON
+    assert pt_blas.available() == (here and pt_blas.library_path() is not None)
