@@ -164,11 +164,10 @@ def _wheel_product(a: Any, b: Any) -> Callable[[], object]:
 
     import numpy as np
 
-    from trainers.pt_blas import NO_TRANS, ROW_MAJOR
+    from trainers.pt_blas import NO_TRANS, ROW_MAJOR, cblas_sgemm
 
-    path = library_path()
-    assert path is not None
-    sgemm = ctypes.CDLL(path).scipy_cblas_sgemm
+    sgemm = cblas_sgemm()
+    assert sgemm is not None
     out = np.empty_like(a)
     n, one, zero = len(a), ctypes.c_float(1.0), ctypes.c_float(0.0)
     pa, pb, pc = (ctypes.c_void_p(m.ctypes.data) for m in (a, b, out))

@@ -47,17 +47,26 @@ def library_path() -> str | None:
 
 
 @functools.cache
+def cblas_sgemm() -> Any | None:
+    """The wheel's ``cblas_sgemm`` as a ctypes function (untyped: callers pass ctypes values),
+    or None when the wheel is absent or does not load."""
+    path = library_path()
+    if path is None:
+        return None
+    try:
+        return ctypes.CDLL(path).scipy_cblas_sgemm
+    except (OSError, AttributeError):
+        return None
+
+
+@functools.cache
 def available() -> bool:
     """Whether `SYMBOL` is registered (once per process): the wheel loads and exports the
     function, and LLVM resolves our name to it."""
-    path = library_path()
-    if path is None or platform.machine() not in MEASURED_ON:
+    function = cblas_sgemm()
+    if function is None or platform.machine() not in MEASURED_ON:
         return False
-    try:
-        lib = ctypes.CDLL(path)
-        address = ctypes.cast(lib.scipy_cblas_sgemm, ctypes.c_void_p).value
-    except (OSError, AttributeError):
-        return False
+    address = ctypes.cast(function, ctypes.c_void_p).value
     if not address:
         return False
     from llvmlite import binding

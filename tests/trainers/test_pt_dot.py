@@ -125,7 +125,7 @@ def test_the_blas_is_the_wheels_not_scipys() -> None:
 
     path = pt_blas.library_path()
     assert path is not None and "scipy_openblas32" in path
-    wheel = ctypes.cast(ctypes.CDLL(path).scipy_cblas_sgemm, ctypes.c_void_p).value
+    wheel = ctypes.cast(pt_blas.cblas_sgemm(), ctypes.c_void_p).value
     assert binding.address_of_symbol(pt_blas.SYMBOL) == wheel
 
 
