@@ -335,6 +335,7 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
         for k in GEMMS
     )
     keras, tf = med["keras fit"], med["tf loop"]
+    keras_best = max(values["keras fit"])
     lines = [
         SECTION,
         "",
@@ -349,16 +350,17 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
         f"{rates}; the best, {GEMMS[lib]}'s {gemm / 1e9:.1f} GFLOP/s, over "
         f"{per_sample / 1e3:.1f}k FLOPs per sample = {bound:,.0f} samples/s.",
         "",
-        "| contestant | what | samples/s (median) | min..max | vs Keras fit | vs tf loop "
-        "| of bound | best epoch of best GEMM's bound |",
-        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| contestant | what | samples/s (median) | min..max | vs Keras fit "
+        "| vs Keras fit's fastest epoch | vs tf loop | of bound "
+        "| best epoch of best GEMM's bound |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for key, what in ROWS:
         lo, hi = min(values[key]), max(values[key])
         lines.append(
             f"| {key} | {what} | {med[key]:,.0f} | {lo:,.0f}..{hi:,.0f} | "
-            f"{med[key] / keras:.2f}x | {med[key] / tf:.2f}x | {med[key] / bound:.0%} | "
-            f"{hi / best_bound:.0%} |"
+            f"{med[key] / keras:.2f}x | {med[key] / keras_best:.2f}x | {med[key] / tf:.2f}x | "
+            f"{med[key] / bound:.0%} | {hi / best_bound:.0%} |"
         )
     pt = med["pytensor"]
     goal = "met" if min(tf, pt) / bound >= 0.6 and min(tf, pt) / keras >= 2.7 else "not met"
@@ -367,9 +369,36 @@ def render(values: dict[str, list[float]], args: argparse.Namespace) -> str:
         f"Our TensorFlow loop: {tf / keras:.2f}x Keras fit, {tf / bound:.0%} of the bound; "
         f"PyTensor: {pt / keras:.2f}x Keras fit, {pt / bound:.0%} of the bound "
         f"(goal: >= 2.7x and >= 60% for both: {goal}).",
+        keras_reach(values["keras fit"], bound),
         "",
     ]
     return "\n".join(lines)
+
+
+RATIO_GOAL = 2.7  # issue 18: each loop >= 2.7x Keras fit
+
+
+def keras_reach(keras_epochs: list[float], bound: float) -> str:
+    """Where the reference's epochs fall against the bound, and so whether the ratio goal can
+    be met at all on this host.
+
+    Keras ``fit`` epochs on one host are not one speed: on the 2-core AMD EPYC VM (2026-12-07)
+    they fell near 44k or near 80-110k samples/s, epoch by epoch in one process, whatever the
+    harness did. A median over a few of them lands anywhere between, and the ratio with it. A
+    loop cannot beat the bound, so the ratio goal is out of reach wherever 2.7x Keras's fastest
+    epoch is above it: that is said, not hidden behind a lucky median.
+    """
+    lo, hi = min(keras_epochs), max(keras_epochs)
+    needed = RATIO_GOAL * hi / bound
+    verdict = (
+        "above the bound: no loop can be that fast against Keras fit's fast epochs on this host"
+        if needed > 1.0
+        else "within the bound"
+    )
+    return (
+        f"Keras fit's epochs: {lo:,.0f}..{hi:,.0f} samples/s, {lo / bound:.0%}..{hi / bound:.0%} "
+        f"of the bound; {RATIO_GOAL}x its fastest epoch is {needed:.0%} of the bound, {verdict}."
+    )
 
 
 def main() -> None:
