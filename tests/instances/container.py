@@ -30,6 +30,74 @@ SSHD_DROP_IN = Path("etc/ssh/sshd_config.d/00-emulator.conf")
 # and ignores sshd's Port. This drop-in moves the socket to the container's port too.
 SSH_SOCKET_DROP_IN = Path("etc/systemd/system/ssh.socket.d/00-emulator.conf")
 
+# The hierarchies a container's systemd manages on a hybrid (cgroup v1 + v2) host such as this
+# workplace's VMs: the named v1 one and the unified one. A host with only the unified hierarchy
+# at /sys/fs/cgroup is left as it was: not seen here, so not changed blind.
+CGROUP_MOUNTS = (Path("/sys/fs/cgroup/systemd"), Path("/sys/fs/cgroup/unified"))
+CGROUP_PARENT = "orchestrate-emulator"
+
+
+def own_cgroups(name: str, mounts: tuple[Path, ...] = CGROUP_MOUNTS) -> list[Path]:
+    """A cgroup of its own for one container, in every hierarchy mounted here (made now).
+
+    ``systemd-nspawn --keep-unit`` on a host whose init is not systemd splits the cgroup it was
+    started in into ``payload`` (the container's systemd) and ``supervisor``. Containers started
+    from one cgroup thus shared ``/payload``: two booted systemds managed the same tree, and one
+    removed what the other had just made. Seen as a container's ``systemd-user-sessions``
+    failing at boot (``Failed to attach to cgroup ...: No such file or directory``, status
+    219/CGROUP), which leaves ``/run/nologin`` in place, so PAM refused every SSH login and the
+    machine never became ready. A cgroup per container keeps their trees apart.
+    """
+    made = []
+    for mount in mounts:
+        if not (mount / "cgroup.procs").is_file():
+            continue  # not a cgroup hierarchy (the tmpfs above the v1 ones), or absent
+        own = mount / CGROUP_PARENT / name
+        own.mkdir(parents=True, exist_ok=True)
+        made.append(own)
+    return made
+
+
+def cgroup_pids(cgroups: list[Path]) -> set[int]:
+    """The processes in these cgroups and every cgroup below them."""
+    pids: set[int] = set()
+    for own in cgroups:
+        for procs in own.rglob("cgroup.procs"):
+            with contextlib.suppress(OSError, ValueError):
+                pids.update(int(pid) for pid in procs.read_text().split())
+    return pids
+
+
+def kill_cgroups(cgroups: list[Path], timeout_s: float = 10.0) -> None:
+    """SIGKILL whatever is left in a container's cgroups, until nothing is.
+
+    A hard stop kills nspawn's process group, but the container's systemd runs in a PID
+    namespace and session of its own: a container asked to power off while it was still
+    booting (its systemd not yet handling the signal) kept running after nspawn was gone,
+    seen as leftover ``systemd`` and ``systemd-journald`` processes on this host.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (pids := cgroup_pids(cgroups)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.1)
+
+
+def remove_cgroups(cgroups: list[Path]) -> None:
+    """Remove the cgroups `own_cgroups` made and whatever the container's systemd left below
+    them, deepest first; a cgroup that still has processes stays (rmdir refuses)."""
+    for own in cgroups:
+        if not own.is_dir():
+            continue
+        for sub in sorted((d for d in own.rglob("*") if d.is_dir()), key=lambda d: -len(d.parts)):
+            with contextlib.suppress(OSError):
+                sub.rmdir()
+        with contextlib.suppress(OSError):
+            own.rmdir()
+        with contextlib.suppress(OSError):
+            own.parent.rmdir()  # the emulator's parent, once no container is left in it
+
 
 def mount_overlay(layers: list[Path], upper: Path, work: Path, merged: Path) -> None:
     """Mount ``layers`` (bottom first) with ``upper`` on top at ``merged``."""
@@ -85,6 +153,7 @@ class Container:
         self.console = workdir / "console.log"
         self.proc: subprocess.Popen[bytes] | None = None
         self.exit_code: int | None = None
+        self.cgroups: list[Path] = []
 
     def boot(self) -> None:
         mount_overlay(self.layers, self.upper, self.workdir / "work", self.merged)
@@ -107,9 +176,16 @@ class Container:
             f"--bind={shared_cache('pip', self.package_cache)}:/var/cache/emulator-pip",
             f"--bind={shared_cache('uv', self.package_cache)}:/var/cache/emulator-uv",
         ]
+        self.cgroups = own_cgroups(self.instance_id)
+        # The shell joins the container's own cgroups, then becomes nspawn (see own_cgroups).
+        join = "".join(f'echo $$ > "{c}/cgroup.procs" && ' for c in self.cgroups)
         with open(self.console, "wb") as console:
             self.proc = subprocess.Popen(
                 [
+                    "sh",
+                    "-c",
+                    f'{join}exec "$@"',
+                    "nspawn",
                     "systemd-nspawn",
                     "--quiet",
                     "-D",
@@ -137,18 +213,19 @@ class Container:
         return True
 
     def power_off(self, timeout_s: float = 30.0) -> None:
-        """An orderly power-off (as EC2 does on terminate), then a hard stop if it hangs."""
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        with contextlib.suppress(ProcessLookupError):
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
+        """An orderly power-off (as EC2 does on terminate), then a hard stop if it hangs; then
+        nothing of the container may be left running (`kill_cgroups`)."""
+        if self.proc is not None and self.proc.poll() is None:
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=10)
-        self.exit_code = self.proc.returncode
+                self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=timeout_s)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+            self.exit_code = self.proc.returncode
+        kill_cgroups(self.cgroups)
 
     def snapshot(self, dest: Path) -> Path:
         """The container's own changes as a new image layer (what CreateImage saves)."""
@@ -168,8 +245,9 @@ class Container:
         return "\n".join(text.splitlines()[-lines:])
 
     def discard(self) -> None:
-        """Stop it if needed, unmount, and delete its writable layer."""
+        """Stop it if needed, unmount, and delete its writable layer and its cgroups."""
         self.power_off(timeout_s=15)
+        remove_cgroups(self.cgroups)
         deadline = time.monotonic() + 10
         while os.path.ismount(self.merged) and time.monotonic() < deadline:
             unmount(self.merged)
