@@ -425,10 +425,11 @@ def keras_reach(keras_epochs: list[float], bound: float) -> str:
     be met at all on this host.
 
     Keras ``fit`` epochs on one host are not one speed: on the 2-core AMD EPYC VM (2026-12-07)
-    they fell near 44k or near 80-110k samples/s, epoch by epoch in one process, whatever the
-    harness did. A median over a few of them lands anywhere between, and the ratio with it. A
-    loop cannot beat the bound, so the ratio goal is out of reach wherever 2.7x Keras's fastest
-    epoch is above it: that is said, not hidden behind a lucky median.
+    they ranged 18k-119k samples/s in one run, standalone as well as in the harness (the median
+    step differed from epoch to epoch, 4.4-6.8 ms, and some epochs waited 0.45 s for their first
+    batch). A median over a few of them lands anywhere between, and the ratio with it. A loop
+    cannot beat the bound, so the ratio goal is out of reach wherever 2.7x Keras's fastest epoch
+    is above it: that is said, not hidden behind a lucky median.
     """
     lo, hi = min(keras_epochs), max(keras_epochs)
     needed = RATIO_GOAL * hi / bound
