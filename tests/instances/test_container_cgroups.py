@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.instances.container import Container, own_cgroups, remove_cgroups
+from tests.instances.container import CGROUP_MOUNTS, Container, own_cgroups, remove_cgroups
 from tests.instances.disk import base_rootfs, unavailable_reason
 
 
@@ -50,9 +50,8 @@ def test_two_booted_containers_each_run_in_their_own_cgroup(tmp_path: Path) -> N
     reason = unavailable_reason()
     if reason:
         pytest.skip(f"instance emulator: {reason}")
-    if not own_cgroups("probe", (Path("/sys/fs/cgroup/systemd"),)):
+    if not (CGROUP_MOUNTS[0] / "cgroup.procs").is_file():
         pytest.skip("no named systemd cgroup hierarchy here (not a hybrid cgroup host)")
-    remove_cgroups([Path("/sys/fs/cgroup/systemd/orchestrate-emulator/probe")])
     base = base_rootfs()
     containers = [
         Container(
